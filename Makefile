@@ -1,0 +1,34 @@
+# cavmae-lite — the two commands a user needs are `make lab` and `make test`.
+#   VENV=path        where the virtual environment lives (default .venv)
+#   PYTHON=path      use an existing interpreter instead (e.g. an active conda env: PYTHON=python)
+VENV ?= .venv
+PYTHON ?= $(VENV)/bin/python
+DATA ?= data/synthetic
+NOTEBOOKS := $(wildcard notebooks/*.ipynb)
+
+.PHONY: setup lab test data html lint clean
+
+setup:
+	@if [ ! -x "$(PYTHON)" ] && [ "$(PYTHON)" = "$(VENV)/bin/python" ]; then \
+		echo "[setup] creating $(VENV)"; python3 -m venv "$(VENV)"; fi
+	@$(PYTHON) scripts/ensure_env.py
+
+data: setup
+	@if [ ! -f "$(DATA)/manifest.json" ]; then $(PYTHON) -m cavmae_lite.cli make-data synthetic "$(DATA)"; fi
+
+lab: data
+	$(PYTHON) -m jupyter lab notebooks/
+
+# Unit tests, then every notebook executed by nbmake in fast mode (small data, few steps).
+test: setup
+	CAVMAE_FAST=1 $(PYTHON) -m pytest tests $(if $(NOTEBOOKS),--nbmake --nbmake-timeout=600 $(NOTEBOOKS))
+
+# Executed copies of the notebooks as HTML (for reading without running them) in html/.
+html: data
+	$(PYTHON) -m jupyter nbconvert --to html --execute --output-dir html $(NOTEBOOKS)
+
+lint: setup
+	$(PYTHON) -m ruff check cavmae_lite tests benchmarks
+
+clean:
+	rm -rf html .pytest_cache

@@ -1,0 +1,179 @@
+"""Configuration dataclasses: model sizes and loss settings.
+
+Plain dataclasses with no torch modules, so every layer of the package (data included) can import them.
+``CAVMAEConfig.base()`` is the paper's model (spec §1, §3.1); ``CAVMAEConfig.tiny()`` is a CPU-scale model
+for the tutorial that learns on the default synthetic data in minutes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+MASK_MODES = ("unstructured", "time", "freq", "tf")
+
+
+def _check_divisible(name: str, value: int, divisor_name: str, divisor: int) -> None:
+    if value <= 0 or value % divisor:
+        raise ValueError(
+            f"CAVMAEConfig.{name}={value} must be a positive multiple of {divisor_name}={divisor} "
+            f"(e.g. {divisor}, {2 * divisor}, {4 * divisor}, ...)"
+        )
+
+
+@dataclass
+class CAVMAEConfig:
+    """Sizes of a CAV-MAE model and the weights of its two losses.
+
+    Field names follow the official constructor (spec §3.1) where one exists.
+
+    Inputs the model expects:
+      audio: (B, T, F) normalised log-mel fbank with T = ``audio_length``, F = ``num_mel_bins``
+      video: (B, in_chans, H, W) normalised frames with H = W = ``img_size``
+    """
+
+    img_size: int = 224
+    audio_length: int = 1024  # fbank frames (10 ms hop) per clip
+    num_mel_bins: int = 128
+    patch_size: int = 16
+    in_chans: int = 3
+    embed_dim: int = 768
+    modality_specific_depth: int = 11
+    joint_depth: int = 1  # official code derives it as 12 - modality_specific_depth
+    num_heads: int = 12
+    decoder_embed_dim: int = 512
+    decoder_depth: int = 8
+    decoder_num_heads: int = 16
+    mlp_ratio: float = 4.0
+    norm_pix_loss: bool = True  # every official pretraining script passes True (spec §3.1 quirk)
+    tr_pos: bool = False  # positional tables trainable? (False in pretraining, True in fine-tuning)
+    contrast_temperature: float = 0.05
+    contrast_weight: float = 0.01
+    mae_weight: float = 1.0
+    bidirectional_contrast: bool = False
+    # "global": gather contrastive negatives from every rank under torch.distributed (with gradients);
+    # "local": only the rank's own batch, as the official DataParallel runs did (spec §5.2).
+    contrast_negatives: str = "global"
+
+    def __post_init__(self) -> None:
+        p = self.patch_size
+        if p <= 0:
+            raise ValueError(f"CAVMAEConfig.patch_size must be positive, got {p}")
+        _check_divisible("img_size", self.img_size, "patch_size", p)
+        _check_divisible("audio_length", self.audio_length, "patch_size", p)
+        _check_divisible("num_mel_bins", self.num_mel_bins, "patch_size", p)
+        _check_divisible("embed_dim", self.embed_dim, "num_heads", self.num_heads)
+        _check_divisible("decoder_embed_dim", self.decoder_embed_dim, "decoder_num_heads", self.decoder_num_heads)
+        if self.embed_dim % 4 or self.decoder_embed_dim % 4:
+            raise ValueError(
+                "CAVMAEConfig.embed_dim and decoder_embed_dim must be multiples of 4 for the 2-D sin-cos "
+                f"positional tables, got {self.embed_dim} and {self.decoder_embed_dim}"
+            )
+        for name in ("modality_specific_depth", "joint_depth", "decoder_depth"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"CAVMAEConfig.{name} must be >= 0, got {getattr(self, name)}")
+        if self.in_chans <= 0:
+            raise ValueError(f"CAVMAEConfig.in_chans must be positive, got {self.in_chans}")
+        if self.mlp_ratio <= 0:
+            raise ValueError(f"CAVMAEConfig.mlp_ratio must be positive, got {self.mlp_ratio}")
+        if self.contrast_temperature <= 0:
+            raise ValueError(f"CAVMAEConfig.contrast_temperature must be > 0, got {self.contrast_temperature}")
+        if self.mae_weight < 0 or self.contrast_weight < 0:
+            raise ValueError(
+                f"CAVMAEConfig loss weights must be >= 0, got mae_weight={self.mae_weight}, "
+                f"contrast_weight={self.contrast_weight}"
+            )
+        if self.contrast_negatives not in ("global", "local"):
+            raise ValueError(
+                f"CAVMAEConfig.contrast_negatives must be 'global' or 'local', got {self.contrast_negatives!r}"
+            )
+
+    # ----- derived sizes -------------------------------------------------------------------------------
+    @property
+    def audio_grid(self) -> tuple[int, int]:
+        """(frequency rows, time columns) of the audio patch grid, e.g. (8, 64) for base."""
+        return self.num_mel_bins // self.patch_size, self.audio_length // self.patch_size
+
+    @property
+    def video_grid(self) -> tuple[int, int]:
+        """(rows, columns) of the frame patch grid, e.g. (14, 14) for base."""
+        g = self.img_size // self.patch_size
+        return g, g
+
+    @property
+    def num_audio_tokens(self) -> int:
+        return self.audio_grid[0] * self.audio_grid[1]
+
+    @property
+    def num_video_tokens(self) -> int:
+        return self.video_grid[0] * self.video_grid[1]
+
+    @property
+    def audio_patch_dim(self) -> int:
+        return self.patch_size**2
+
+    @property
+    def video_patch_dim(self) -> int:
+        return self.patch_size**2 * self.in_chans
+
+    # ----- presets and I/O -----------------------------------------------------------------------------
+    @classmethod
+    def base(cls, **overrides: Any) -> "CAVMAEConfig":
+        """The paper's CAV-MAE (ViT-B, 11 + 1 layers, decoder 512 x 8), as released."""
+        return cls(**overrides)
+
+    @classmethod
+    def tiny(cls, **overrides: Any) -> "CAVMAEConfig":
+        """CPU tutorial scale: 96-px frames (6x6 patches), 256 fbank frames (8x16 patches), width 192, 4 + 1 layers."""
+        sizes = dict(
+            img_size=96,
+            audio_length=256,
+            embed_dim=192,
+            modality_specific_depth=4,
+            joint_depth=1,
+            num_heads=3,
+            decoder_embed_dim=128,
+            decoder_depth=2,
+            decoder_num_heads=4,
+        )
+        sizes.update(overrides)
+        return cls(**sizes)
+
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> "CAVMAEConfig":
+        """``"base"``, ``"tiny"`` or a path to a JSON file written by :meth:`save`."""
+        if name in ("base", "tiny"):
+            return getattr(cls, name)(**overrides)
+        path = Path(name)
+        if path.is_file():
+            return cls.load(path, **overrides)
+        raise ValueError(f"unknown config {name!r}: expected 'base', 'tiny' or the path of a JSON config file")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], **overrides: Any) -> "CAVMAEConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        d = dict(d.get("model", d))  # accept a run config that nests the model under "model"
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown CAVMAEConfig fields {unknown}; allowed: {sorted(known)}")
+        d.update(overrides)
+        return cls(**d)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path, **overrides: Any) -> "CAVMAEConfig":
+        return cls.from_dict(json.loads(Path(path).read_text()), **overrides)
+
+    def replace(self, **changes: Any) -> "CAVMAEConfig":
+        return dataclasses.replace(self, **changes)
+
+
+__all__ = ["CAVMAEConfig", "MASK_MODES"]
