@@ -1,0 +1,15 @@
+"""Shared test settings: one torch thread (the CI machine has 2 shared cores), fast mode, small configs."""
+
+import os
+
+import pytest
+import torch
+
+torch.set_num_threads(1)
+os.environ.setdefault("CAVMAE_FAST", "1")
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+    yield
