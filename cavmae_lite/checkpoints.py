@@ -135,7 +135,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"refusing to load {path}: it holds Python objects beyond tensors and plain containers, which "
             f"weights_only loading does not execute ({str(e).splitlines()[0]})"
         ) from e
-    except (RuntimeError, EOFError, OSError, ValueError) as e:
+    except Exception as e:  # a corrupt file can surface as almost any error (KeyError, IndexError, ...)
         raise CheckpointError(f"checkpoint {path} is corrupt or truncated: {e}") from e
 
 
@@ -233,9 +233,12 @@ def load_official(cls: type, path_or_state_dict: str | Path | dict, pos_resize: 
     else:
         source, raw = str(path_or_state_dict), load_checkpoint(path_or_state_dict)
     official = strip_module_prefix(_as_state_dict(raw, source))
-    config, num_classes = infer_config(official, **overrides)
+    is_classifier = issubclass(cls, CAVMAEClassifier)
+    # a classifier has no decoder: its sizes must not constrain (or fail) the config
+    sized = {k: v for k, v in official.items() if not (is_classifier and k.startswith(("decoder_", "mask_token")))}
+    config, num_classes = infer_config(sized, **overrides)
     ours = convert_official_state_dict(official)
-    if cls is CAVMAEClassifier or issubclass(cls, CAVMAEClassifier):
+    if is_classifier:
         if num_classes is None:  # a pretraining checkpoint: drop the decoder, start a fresh head
             num_classes = overrides.get("num_classes")
             if num_classes is None:
