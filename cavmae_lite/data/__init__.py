@@ -1,0 +1,88 @@
+"""Data: CAV-MAE preprocessing (spec §2), datasets, prepared caches, ``prepare`` and the synthetic set.
+
+Depends only on :mod:`cavmae_lite.config` (for sizes), never on the model. Heavy media libraries (PyAV,
+soundfile, PIL) are imported inside the functions that use them.
+"""
+
+from .audio import (
+    AUDIOSET_MEAN,
+    AUDIOSET_STD,
+    SAMPLE_RATE,
+    MediaError,
+    add_noise_and_roll,
+    audio_to_input,
+    denormalize_fbank,
+    load_audio,
+    load_fbank,
+    normalize_fbank,
+    pad_or_crop,
+    read_audio,
+    resample,
+    wav_to_fbank,
+    write_wav,
+)
+from .cache import build_cache, open_cache
+from .datasets import AVDataset, collate, fbank_stats, load_dataset
+from .manifest import Manifest, read_labels, read_manifest, write_labels, write_manifest
+from .synthetic import default_data_dir, ensure_default_dataset, make_synthetic
+from .video import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    clip_to_inputs,
+    denormalize_frame,
+    load_frames,
+    load_image,
+    normalize_frame,
+    preprocess_frame,
+    resize_center_crop,
+)
+
+__all__ = [
+    "AUDIOSET_MEAN",
+    "AUDIOSET_STD",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "SAMPLE_RATE",
+    "AVDataset",
+    "Manifest",
+    "MediaError",
+    "add_noise_and_roll",
+    "audio_to_input",
+    "build_cache",
+    "clip_to_inputs",
+    "collate",
+    "default_data_dir",
+    "denormalize_fbank",
+    "denormalize_frame",
+    "ensure_default_dataset",
+    "fbank_stats",
+    "load_audio",
+    "load_dataset",
+    "load_fbank",
+    "load_frames",
+    "load_image",
+    "make_synthetic",
+    "normalize_fbank",
+    "normalize_frame",
+    "open_cache",
+    "pad_or_crop",
+    "prepare",
+    "preprocess_frame",
+    "read_audio",
+    "read_labels",
+    "read_manifest",
+    "resample",
+    "resize_center_crop",
+    "wav_to_fbank",
+    "write_labels",
+    "write_manifest",
+    "write_wav",
+]
+
+
+def __getattr__(name):  # prepare imports more (tqdm, multiprocessing); load it on first use
+    if name == "prepare":
+        from .prepare import prepare
+
+        return prepare
+    raise AttributeError(name)

@@ -1,0 +1,224 @@
+"""A prepared cache: memory-mapped arrays of normalised fbanks and resized frames, one per config size.
+
+Layout, for a dataset folder D and a config with T fbank frames, F mel bins, S-px frames::
+
+    D/cache/<manifest stem>-t<T>-f<F>-s<S>/
+        audio.npy       float16 (N, T, F)        normalised fbank (padded/cropped to T, stats in meta.json)
+        frames.npy      uint8   (N, K, S, S, 3)  K frames per clip, resized + centre-cropped to S
+        num_frames.npy  int16   (N,)             frames really present per clip (<= K; the rest repeat)
+        meta.json       sizes, mean/std used, video_ids, the manifest's fingerprint
+
+Rows follow the manifest's entry order. ``load_dataset(..., cache="auto")`` uses a cache whose fingerprint
+matches the current manifest and ignores a stale one (with a warning). Build it with
+``cavmae-lite cache D --config tiny`` or ``prepare --cache``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .audio import AUDIOSET_MEAN, AUDIOSET_STD, load_fbank
+from .manifest import Manifest, read_manifest
+from .video import load_image, resize_center_crop
+
+CACHE_VERSION = 1
+
+
+def cache_dir(manifest: Manifest, config) -> Path:
+    key = f"{manifest.path.stem}-t{config.audio_length}-f{config.num_mel_bins}-s{config.img_size}"
+    return manifest.root / "cache" / key
+
+
+@dataclass
+class CacheArrays:
+    path: Path
+    audio: np.ndarray  # float16 (N, T, F), memory-mapped
+    frames: np.ndarray  # uint8 (N, K, S, S, 3), memory-mapped
+    num_frames: np.ndarray  # int16 (N,)
+    meta: dict
+
+    def __getstate__(self) -> dict:  # pickle (spawned DataLoader workers) by path, never the array data
+        return {"path": self.path, "meta": self.meta}
+
+    def __setstate__(self, state: dict) -> None:
+        d = state["path"]
+        self.path, self.meta = d, state["meta"]
+        self.audio = np.load(d / "audio.npy", mmap_mode="r")
+        self.frames = np.load(d / "frames.npy", mmap_mode="r")
+        self.num_frames = np.load(d / "num_frames.npy")
+
+    @property
+    def mean(self) -> float:
+        return float(self.meta["mean"])
+
+    @property
+    def std(self) -> float:
+        return float(self.meta["std"])
+
+
+def open_cache(manifest: Manifest, config, required: bool = False) -> CacheArrays | None:
+    """The cache for (manifest, config sizes) if present and current, else None (or an error if ``required``)."""
+    d = cache_dir(manifest, config)
+    meta_path = d / "meta.json"
+    if not meta_path.is_file():
+        if required:
+            raise FileNotFoundError(f"no cache at {d}: build it with `cavmae-lite cache {manifest.root} --config ...`")
+        return None
+    meta = json.loads(meta_path.read_text())
+    if meta.get("fingerprint") != manifest.fingerprint() or meta.get("version") != CACHE_VERSION:
+        msg = f"cache {d} is stale (the manifest changed since it was built); rebuild it with `cavmae-lite cache`"
+        if required:
+            raise ValueError(msg)
+        warnings.warn(msg + "; reading raw files instead", stacklevel=3)
+        return None
+    return CacheArrays(
+        d,
+        np.load(d / "audio.npy", mmap_mode="r"),
+        np.load(d / "frames.npy", mmap_mode="r"),
+        np.load(d / "num_frames.npy"),
+        meta,
+    )
+
+
+def _frames_of(manifest: Manifest, entry: dict, k_max: int, size: int) -> tuple[np.ndarray, int]:
+    """(k_max, S, S, 3) uint8 frames of one entry; missing frame files fall back to the next lower index."""
+    k = min(manifest.num_frames(entry), k_max)
+    out = np.empty((k_max, size, size, 3), np.uint8)
+    present = 0
+    for i in range(k_max):
+        j = min(i, k - 1)
+        while j >= 0 and not manifest.frame_path(entry, j).is_file():
+            j -= 1
+        if j < 0:
+            raise FileNotFoundError(
+                f"{manifest.frame_path(entry, min(i, k - 1))}: frame image missing (clip {entry['video_id']})"
+            )
+        present += int(j == i)
+        out[i] = resize_center_crop(load_image(manifest.frame_path(entry, j)), size)
+    return out, max(present, 1)
+
+
+def _fill(args) -> None:
+    mpath, csv, size_t, size_f, size_s, k_max, mean, std, d, lo, hi = args
+    import torch
+
+    torch.set_num_threads(1)
+    manifest = read_manifest(mpath, csv)
+    audio = np.load(d / "audio.npy", mmap_mode="r+")
+    frames = np.load(d / "frames.npy", mmap_mode="r+")
+    nf = np.load(d / "num_frames.npy", mmap_mode="r+")
+    for i in range(lo, hi):
+        e = manifest.entries[i]
+        audio[i] = load_fbank(manifest.wav_path(e), size_t, size_f, mean, std).numpy().astype(np.float16)
+        frames[i], nf[i] = _frames_of(manifest, e, k_max, size_s)
+    audio.flush()
+    frames.flush()
+    nf.flush()
+
+
+def build_cache(
+    data: str | Path,
+    config,
+    workers: int | None = None,
+    mean: float = AUDIOSET_MEAN,
+    std: float = AUDIOSET_STD,
+    label_csv: str | Path | None = None,
+    progress: bool = True,
+) -> Path:
+    """Build (or rebuild) the cache for ``config``'s sizes; returns its folder."""
+    manifest = read_manifest(data, label_csv)
+    if not manifest.entries:
+        raise ValueError(f"{manifest.path}: the manifest has no entries; nothing to cache")
+    d = cache_dir(manifest, config)
+    tmp = d.with_name(f"{d.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    n = len(manifest.entries)
+    k_max = max(manifest.num_frames(e) for e in manifest.entries)
+    t, f, s = config.audio_length, config.num_mel_bins, config.img_size
+    np.lib.format.open_memmap(tmp / "audio.npy", "w+", np.float16, (n, t, f)).flush()
+    np.lib.format.open_memmap(tmp / "frames.npy", "w+", np.uint8, (n, k_max, s, s, 3)).flush()
+    np.lib.format.open_memmap(tmp / "num_frames.npy", "w+", np.int16, (n,)).flush()
+    workers = max(1, min(workers or os.cpu_count() or 1, n))
+    chunk = max(1, min(256, -(-n // (workers * 4))))
+    jobs = [
+        (manifest.path, label_csv, t, f, s, k_max, mean, std, tmp, lo, min(n, lo + chunk)) for lo in range(0, n, chunk)
+    ]
+    t0 = time.time()
+    bar = _bar(n, progress, f"cache {d.name}")
+    if workers == 1:
+        for job in jobs:
+            _fill(job)
+            bar.update(job[-1] - job[-2])
+    else:
+        import multiprocessing as mp
+
+        ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+        with ctx.Pool(workers) as pool:
+            for job, _ in zip(jobs, pool.imap(_fill, jobs)):
+                bar.update(job[-1] - job[-2])
+    bar.close()
+    meta = {
+        "version": CACHE_VERSION,
+        "manifest": manifest.path.name,
+        "fingerprint": manifest.fingerprint(),
+        "num_clips": n,
+        "audio_length": t,
+        "num_mel_bins": f,
+        "img_size": s,
+        "frames_per_clip": k_max,
+        "mean": mean,
+        "std": std,
+        "build_seconds": round(time.time() - t0, 2),
+        "video_ids": [e["video_id"] for e in manifest.entries],
+    }
+    (tmp / "meta.json").write_text(json.dumps(meta) + "\n")
+    shutil.rmtree(d, ignore_errors=True)
+    try:
+        tmp.rename(d)
+    except OSError:  # a concurrent build of the same cache won the race: keep that one
+        shutil.rmtree(tmp, ignore_errors=True)
+    return d
+
+
+def _bar(total: int, enabled: bool, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="clip", disable=not enabled, leave=False)
+
+
+# ----- CLI -----------------------------------------------------------------------------------------------
+
+
+def add_cache_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("data_dir", metavar="DATA_DIR", help="a prepared dataset folder (or a datafile JSON)")
+    p.add_argument("--config", default="tiny", help="base, tiny or a JSON config: sets the sizes (default tiny)")
+    p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    p.add_argument("--mean", type=float, default=AUDIOSET_MEAN, help="fbank mean for normalisation")
+    p.add_argument("--std", type=float, default=AUDIOSET_STD, help="fbank std for normalisation")
+    p.add_argument("--labels", default=None, help="label CSV (default: labels.csv beside the manifest)")
+
+
+def run_cache(args: argparse.Namespace) -> int:
+    from ..config import CAVMAEConfig
+
+    config = CAVMAEConfig.preset(args.config)
+    t0 = time.time()
+    d = build_cache(args.data_dir, config, args.workers, args.mean, args.std, args.labels)
+    meta = json.loads((d / "meta.json").read_text())
+    size = sum(p.stat().st_size for p in d.iterdir()) / 2**20
+    print(f"cache {d}: {meta['num_clips']} clips, {size:.0f} MiB, {time.time() - t0:.1f} s")
+    return 0
+
+
+__all__ = ["CacheArrays", "build_cache", "cache_dir", "open_cache"]
