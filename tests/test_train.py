@@ -1,0 +1,190 @@
+"""Pretraining loop: learning, exact resume (in-process and after SIGKILL), NaN guard, checkpoints, precision."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from cavmae_lite.checkpoints import CheckpointError, to_official_state_dict
+from cavmae_lite.config import CAVMAEConfig, TrainConfig
+from cavmae_lite.model import CAVMAE
+from cavmae_lite.train import TrainingDiverged, load_pretrained, lr_factor, pretrain
+from tests.test_train_helpers import PairedDataset, micro_config, micro_train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_loss_decreases_on_fixed_batch():
+    c = micro_config()
+    ds = PairedDataset(c, n=8)
+    r = pretrain(c, micro_train(max_steps=30, batch_size=8, warmup_steps=3, lr=3e-3), ds, progress=False)
+    losses = [h["loss"] for h in r.history]
+    assert len(losses) == 30 and all(math.isfinite(x) for x in losses)
+    assert sum(losses[-5:]) / 5 < 0.85 * sum(losses[:5]) / 5
+
+
+def test_resume_in_process_is_bit_exact(tmp_path):
+    c = micro_config()
+    ds = PairedDataset(c, n=40, augment=True)  # 5 batches per epoch: the resume point is mid-epoch
+    tc = micro_train(max_steps=8, checkpoint_every=3)
+    full = pretrain(c, tc, ds, tmp_path / "full", progress=False)
+    pretrain(c, tc, ds, tmp_path / "part", progress=False, stop_after=4)  # "killed" after step 4
+    ck = torch.load(tmp_path / "part" / "checkpoint.pt", weights_only=True)
+    assert ck["state"]["step"] == 3  # the last checkpoint before the kill
+    torch.manual_seed(123)  # whatever happened in between must not matter
+    resumed = pretrain(c, tc, ds, tmp_path / "part", resume=True, progress=False)
+    assert resumed.step == full.step == 8
+    assert _same_weights(full.model, resumed.model)
+    a = [json.loads(x) for x in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
+    b = [json.loads(x) for x in (tmp_path / "part" / "metrics.jsonl").read_text().splitlines()]
+    assert [x["loss"] for x in a] == [x["loss"] for x in b] and [x["step"] for x in b] == list(range(1, 9))
+    f1 = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=True)
+    f2 = torch.load(tmp_path / "part" / "checkpoint.pt", weights_only=True)
+    assert all(torch.equal(f1["optimizer"]["state"][k]["exp_avg"], f2["optimizer"]["state"][k]["exp_avg"])
+               for k in f1["optimizer"]["state"])
+
+
+_KILL_SCRIPT = """
+import sys, torch
+torch.set_num_threads(1)
+sys.path.insert(0, {root!r})
+from tests.test_train_helpers import PairedDataset, micro_config, micro_train
+from cavmae_lite.train import pretrain
+c = micro_config()
+pretrain(c, micro_train(max_steps=400, checkpoint_every=3), PairedDataset(c, n=40, augment=True), {out!r},
+         progress=False)
+"""
+
+
+def test_resume_after_sigkill(tmp_path):
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-c", _KILL_SCRIPT.format(root=str(ROOT), out=str(out))],
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    ck = out / "checkpoint.pt"
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            if ck.is_file() and torch.load(ck, weights_only=True)["state"]["step"] >= 6:
+                break
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    step = torch.load(ck, weights_only=True)["state"]["step"]
+    assert step >= 6 and step % 3 == 0
+    c = micro_config()
+    ds = PairedDataset(c, n=40, augment=True)
+    tc = micro_train(max_steps=400, checkpoint_every=3)  # same schedule horizon as the killed run
+    resumed = pretrain(c, tc, ds, out, resume=True, progress=False, stop_after=4)
+    full = pretrain(c, tc, ds, tmp_path / "full", progress=False, stop_after=step + 4)
+    assert resumed.step == full.step == step + 4 and _same_weights(full.model, resumed.model)
+
+
+class _Poisoned(CAVMAE):
+    """Returns a NaN loss on the forward calls listed in ``bad``."""
+
+    def __init__(self, config, bad):
+        super().__init__(config)
+        self.bad, self.calls = set(bad), 0
+
+    def forward(self, *args, **kwargs):
+        out = super().forward(*args, **kwargs)
+        self.calls += 1
+        if self.calls in self.bad:
+            out.loss = out.loss * float("nan")
+        return out
+
+
+def test_nan_loss_stops_without_a_nan_checkpoint(tmp_path):
+    c = micro_config()
+    ds = PairedDataset(c, n=32)
+    with pytest.raises(TrainingDiverged, match="non-finite loss"):
+        pretrain(c, micro_train(max_steps=6, checkpoint_every=1), ds, tmp_path / "run", progress=False,
+                 model=_Poisoned(c, bad={4}))
+    ck = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert ck["state"]["step"] == 3
+    assert all(torch.isfinite(v).all() for v in ck["model"].values())
+
+
+def test_nan_loss_is_skipped_under_fp16(tmp_path):
+    c = micro_config()
+    ds = PairedDataset(c, n=32)
+    r = pretrain(c, micro_train(max_steps=5, amp="fp16"), ds, tmp_path / "run", progress=False,
+                 model=_Poisoned(c, bad={2}))
+    assert r.step == 5 and sum(h.get("skipped", 0) for h in r.history) == 1
+    assert all(torch.isfinite(p).all() for p in r.model.parameters())
+    with pytest.raises(TrainingDiverged, match="consecutive"):
+        pretrain(c, micro_train(max_steps=8, amp="fp16", max_bad_steps=2), ds, None, progress=False,
+                 model=_Poisoned(c, bad={2, 3, 4, 5}))
+
+
+def test_corrupted_checkpoint_raises_clear_error(tmp_path):
+    c = micro_config()
+    ds = PairedDataset(c, n=16)
+    pretrain(c, micro_train(max_steps=2), ds, tmp_path / "run", progress=False)
+    ck = tmp_path / "run" / "checkpoint.pt"
+    data = ck.read_bytes()
+    ck.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        load_pretrained(tmp_path / "run")
+    with pytest.raises(CheckpointError):
+        pretrain(c, micro_train(max_steps=4), ds, tmp_path / "run", resume=True, progress=False)
+    ck.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(CheckpointError):
+        load_pretrained(ck)
+    with pytest.raises(FileExistsError, match="--resume"):
+        pretrain(c, micro_train(max_steps=2), ds, tmp_path / "run", progress=False)
+
+
+def test_bf16_autocast_step_on_cpu():
+    c = micro_config()
+    r = pretrain(c, micro_train(max_steps=2, amp="bf16"), PairedDataset(c, n=16), progress=False)
+    assert r.step == 2 and all(h["loss"] == h["loss"] for h in r.history)
+
+
+def test_grad_accum_and_time_budget():
+    c = micro_config()
+    ds = PairedDataset(c, n=32)
+    r = pretrain(c, micro_train(max_steps=3, grad_accum=2, batch_size=4), ds, progress=False)
+    assert r.step == 3 and r.history[-1]["epoch"] == 0
+    r = pretrain(c, micro_train(max_steps=None, max_minutes=0.02), ds, progress=False)
+    assert r.stopped == "max_minutes" and r.step > 0
+
+
+def test_lr_schedules():
+    tc = TrainConfig(lr=1.0, warmup_steps=10, min_lr_ratio=0.0, max_steps=110)
+    assert lr_factor(tc, 0, 110, 5) == pytest.approx(0.1)
+    assert lr_factor(tc, 9, 110, 5) == pytest.approx(1.0)
+    assert lr_factor(tc, 60, 110, 5) == pytest.approx(0.5)
+    assert lr_factor(tc, 110, 110, 5) == pytest.approx(0.0)
+    off = TrainConfig.preset("base")
+    assert [lr_factor(off, e * 100, None, 100) for e in (0, 9, 10, 14, 15, 20)] == [1, 1, 0.5, 0.5, 0.25, 0.125]
+
+
+def test_load_pretrained_accepts_official_keys(tmp_path):
+    model = CAVMAE(CAVMAEConfig.tiny())
+    torch.save({"module." + k: v for k, v in to_official_state_dict(model).items()}, tmp_path / "official.pth")
+    loaded = load_pretrained(tmp_path / "official.pth")
+    assert _same_weights(model, loaded)
+
+
+def test_train_config_roundtrip():
+    tc = TrainConfig.preset("tiny", max_steps=5)
+    assert TrainConfig.from_dict(json.loads(json.dumps(tc.to_dict()))) == tc
+    with pytest.raises(ValueError, match="schedule"):
+        TrainConfig(schedule="linear")
