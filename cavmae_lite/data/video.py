@@ -65,7 +65,7 @@ def resize_center_crop(image, size: int) -> np.ndarray:
     if (nh, nw) != (h, w):
         img = img.resize((nw, nh), Image.BICUBIC)
     top, left = round((nh - size) / 2.0), round((nw - size) / 2.0)
-    return np.asarray(img.crop((left, top, left + size, top + size)))
+    return np.array(img.crop((left, top, left + size, top + size)))  # writable copy
 
 
 def normalize_frame(frame_uint8) -> torch.Tensor:

@@ -1,0 +1,186 @@
+"""Figures and the helpers behind them (cavmae_lite.viz), and the `cavmae-lite reconstruct` command."""
+
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import pytest
+import torch
+
+from cavmae_lite import CAVMAE, CAVMAEConfig, save_checkpoint, viz
+from cavmae_lite.tokenizers import patchify_audio, patchify_video
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return CAVMAEConfig.tiny()
+
+
+@pytest.fixture(scope="module")
+def model(tiny):
+    torch.manual_seed(0)
+    return CAVMAE(tiny).eval()
+
+
+def _clip(config, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(config.audio_length, config.num_mel_bins, generator=g), torch.randn(
+        3, config.img_size, config.img_size, generator=g)
+
+
+def _labelled(fig):
+    axes = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+    assert axes
+    for ax in axes:
+        if ax.axison:
+            assert ax.get_xlabel() or ax.get_title(), "every axis needs a label or a title"
+
+
+def test_frame_to_rgb_inverts_imagenet_normalisation():
+    img = torch.rand(3, 8, 8)
+    normed = (img - torch.tensor(viz.IMAGENET_MEAN).view(3, 1, 1)) / torch.tensor(viz.IMAGENET_STD).view(3, 1, 1)
+    assert torch.allclose(torch.from_numpy(viz.frame_to_rgb(normed)), img.permute(1, 2, 0), atol=1e-6)
+
+
+def test_masked_fbank_and_frame_blank_exactly_the_masked_patches(tiny):
+    audio, video = _clip(tiny)
+    mask_a = torch.zeros(tiny.num_audio_tokens)
+    mask_a[[0, 5, 100]] = 1
+    mask_v = torch.zeros(tiny.num_video_tokens)
+    mask_v[[1, 35]] = 1
+    fa, fv = viz.masked_fbank(audio, mask_a, 16), viz.masked_frame(video, mask_v, 16)
+    assert int(torch.isnan(fa).sum()) == 3 * 256 and int(torch.isnan(fv).sum()) == 2 * 768
+    pa = patchify_audio(fa[None], 16)[0]
+    assert torch.isnan(pa[5]).all() and not torch.isnan(pa[6]).any()
+    assert torch.equal(torch.nan_to_num(fa, 0.0)[~torch.isnan(fa)], audio[~torch.isnan(fa)])
+
+
+def test_unnormalize_patches_modes():
+    torch.manual_seed(0)
+    target = torch.randn(2, 12, 16) * 3 + 5
+    mask = torch.zeros(2, 12)
+    mask[:, [0, 7]] = 1
+    mu, sd = target.mean(-1, keepdim=True), (target.var(-1, keepdim=True) + 1e-6).sqrt()
+    pred = (target - mu) / sd  # a perfect norm_pix prediction
+    assert torch.allclose(viz.unnormalize_patches(pred, target, mask, (3, 4), "target"), target, atol=1e-4)
+    assert torch.equal(viz.unnormalize_patches(pred, target, mask, (3, 4), "none"), pred)
+    vis = viz.unnormalize_patches(pred, target, mask, (3, 4), "visible")
+    keep = mask[0] == 0
+    assert torch.allclose(vis[:, keep], target[:, keep], atol=1e-4)  # visible patches: their own statistics
+    # a removed patch's mean is a convex combination of the visible patches' means
+    m = vis[0, 0].mean()
+    assert mu[0, keep].min() - 1e-4 <= m <= mu[0, keep].max() + 1e-4
+    with pytest.raises(ValueError, match="stats"):
+        viz.unnormalize_patches(pred, target, mask, (3, 4), "oracle")
+
+
+def test_reconstruct_panels_are_consistent_and_deterministic(model, tiny):
+    audio, video = _clip(tiny)
+    rec = viz.reconstruct(model, audio, video, 0.75, 0.75, seed=3)
+    again = viz.reconstruct(model, audio, video, 0.75, 0.75, seed=3)
+    other = viz.reconstruct(model, audio, video, 0.75, 0.75, seed=4)
+    assert rec.stats == "visible"
+    assert rec.audio_recon.shape == audio.shape and rec.video_recon.shape == video.shape
+    assert torch.equal(rec.mask_a, again.mask_a) and torch.equal(rec.audio_recon, again.audio_recon)
+    assert not torch.equal(rec.mask_a, other.mask_a)
+    assert int((rec.mask_a == 0).sum()) == 32 and int((rec.mask_v == 0).sum()) == 9
+    vis_a = rec.mask_a == 0
+    pa, pmix = patchify_audio(audio[None], 16)[0], patchify_audio(rec.audio_recon_visible[None], 16)[0]
+    assert torch.equal(pa[vis_a], pmix[vis_a])  # visible patches pasted back unchanged
+    pv, pvmix = patchify_video(video[None], 16)[0], patchify_video(rec.video_recon_visible[None], 16)[0]
+    assert torch.equal(pv[rec.mask_v == 0], pvmix[rec.mask_v == 0])
+    assert set(rec.errors()) == {"audio", "video"} and all(math.isfinite(v) for v in rec.errors().values())
+    _labelled(viz.plot_reconstruction(rec))
+
+
+def test_reconstruct_refuses_a_model_without_decoder(tiny):
+    audio, video = _clip(tiny)
+    with pytest.raises(ValueError, match="no decoder"):
+        viz.reconstruct(CAVMAE(tiny.replace(mae_weight=0.0)), audio, video)
+
+
+def test_input_figures_are_labelled(tiny):
+    audio, video = _clip(tiny)
+    fig = viz.plot_fbank(audio)
+    assert any(ax.get_label() == "<colorbar>" for ax in fig.axes)
+    assert fig.axes[0].get_xlabel() == "time (s)" and fig.axes[0].get_ylabel() == "mel bin"
+    assert len(fig.axes[0].texts) == tiny.num_audio_tokens  # token indices drawn (128 <= 256)
+    _labelled(fig)
+    fig = viz.plot_frame(video)
+    assert len(fig.axes[0].texts) == tiny.num_video_tokens
+    _labelled(fig)
+    _labelled(viz.plot_frames(torch.randn(4, 3, 16, 16)))
+    _labelled(viz.plot_waveform(torch.randn(1600)))
+    mask = torch.zeros(tiny.num_audio_tokens)
+    mask[:96] = 1
+    _labelled(viz.plot_mask(mask, tiny.audio_grid))
+    _labelled(viz.plot_masking(audio, video, mask, torch.ones(tiny.num_video_tokens)))
+    assert len(viz.plot_fbank(torch.randn(1024, 128)).axes[0].texts) == 0  # 512 tokens: too many labels by default
+
+
+def test_similarity_and_embedding_figures():
+    torch.manual_seed(0)
+    a, v = torch.randn(6, 10), torch.randn(6, 10)
+    sim = viz.similarity_matrix(a, v)
+    assert torch.allclose(sim, torch.nn.functional.normalize(a, dim=-1) @ torch.nn.functional.normalize(v, dim=-1).T)
+    fig = viz.plot_similarity(sim, torch.randn(6, 3, 16, 16), torch.randn(6, 32, 16))
+    assert len(fig.axes[0].images) == 1 + 6 + 6  # matrix + thumbnails + spectrogram snippets
+    assert len(fig.axes[0].texts) == 36  # values in the cells
+    _labelled(fig)
+    p = viz.softmax_with_temperature(sim, 0.05, dim=0)
+    assert torch.allclose(p.sum(0), torch.ones(6))
+    _labelled(viz.plot_temperature(sim, column=2))
+    xy, ratio = viz.pca_2d(torch.randn(20, 5))
+    assert xy.shape == (20, 2) and 0 < float(ratio.sum()) <= 1 + 1e-6 and ratio[0] >= ratio[1]
+    _labelled(viz.plot_embedding_map(a, v, labels=torch.tensor([0, 0, 1, 1, 2, 2]), label_names=["x", "y", "z"]))
+
+
+def test_loss_curves_from_rows_and_columns():
+    rows = [{"step": s, "loss": 1 / (s + 1), "loss_rec_a": 0.5, "c_acc": s / 10, "lr": 1e-3} for s in range(10)]
+    fig = viz.plot_loss_curves(rows, chance=0.1)
+    left, right = fig.axes[:2]
+    assert {ln.get_label() for ln in left.lines} == {"loss", "loss_rec_a"}
+    assert "c_acc" in {ln.get_label() for ln in right.lines}
+    _labelled(fig)
+    _labelled(viz.plot_loss_curves({"step": [0, 1], "loss": [2.0, 1.0]}))
+
+
+def test_fbank_inversion_keeps_the_spectrogram():
+    from cavmae_lite.data import normalize_fbank, wav_to_fbank
+
+    t = torch.arange(16000) / 16000
+    wave = 0.3 * torch.sin(2 * math.pi * 440 * t) * (t < 0.5) + 0.3 * torch.sin(2 * math.pi * 1200 * t) * (t >= 0.5)
+    fb = normalize_fbank(wav_to_fbank(wave))
+    out = viz.fbank_to_waveform(fb, n_iter=16)
+    assert torch.isfinite(out).all() and out.abs().max() <= 0.9 + 1e-6
+    assert abs(out.numel() - wave.numel()) <= 400
+    again = normalize_fbank(wav_to_fbank(out))
+    n = min(len(again), len(fb))
+    corr = torch.corrcoef(torch.stack([again[:n].flatten(), fb[:n].flatten()]))[0, 1]
+    assert corr > 0.6, corr
+
+
+def test_reconstruct_cli(tmp_path, model, tiny, capsys):
+    from cavmae_lite.cli import main
+    from cavmae_lite.data import make_synthetic
+
+    data = make_synthetic(tmp_path / "data", 0, 2, 0, 2, mp4=1, workers=1, progress=False)
+    ckpt = save_checkpoint({"model": model.state_dict(), "model_config": tiny.to_dict()}, tmp_path / "m.pt")
+    out = tmp_path / "fig.png"
+    mp4 = next((data / "mp4").glob("*.mp4"))
+    assert main(["reconstruct", str(mp4), "--checkpoint", str(ckpt), "--out", str(out), "--seed", "1"]) == 0
+    assert out.is_file() and out.stat().st_size > 10_000
+    assert "wrote" in capsys.readouterr().out
+    out2 = tmp_path / "item.png"
+    assert main(["reconstruct", f"{data}:1", "--checkpoint", str(ckpt), "--out", str(out2), "--mask-ratio-v", "0.5"]) == 0
+    assert out2.is_file()
+    assert main(["reconstruct", str(tmp_path / "missing.mp4"), "--checkpoint", str(ckpt), "--out", str(out)]) == 2
