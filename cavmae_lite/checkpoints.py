@@ -78,7 +78,7 @@ def ours_to_official_key(key: str) -> str:
 
 def strip_module_prefix(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
     """Remove the leading ``module.`` that ``DataParallel`` / DDP adds to every key."""
-    return {k[len("module."):] if k.startswith("module.") else k: v for k, v in state_dict.items()}
+    return {k.removeprefix("module."): v for k, v in state_dict.items()}
 
 
 def convert_official_state_dict(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:

@@ -20,11 +20,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "prepare": ("cavmae_lite.data.prepare", "prepare", "turn a folder of videos into a prepared dataset"),
     "cache": ("cavmae_lite.data.cache", "cache", "build the memory-mapped fbank/frame cache of a prepared dataset"),
     "stats": ("cavmae_lite.data.datasets", "stats", "compute a dataset's fbank mean and std"),
-    "pretrain": ("cavmae_lite.train", "pretrain", "pretrain CAV-MAE on a prepared dataset"),
-    "evaluate": ("cavmae_lite.evaluate", "evaluate", "retrieval, linear probe and fine-tuning evaluations"),
-    "embed": ("cavmae_lite.evaluate", "embed", "audio and visual embeddings for videos or a manifest -> .npz"),
+    "pretrain": ("cavmae_lite.train_cli", "pretrain", "pretrain CAV-MAE on a prepared dataset"),
+    "evaluate": ("cavmae_lite.evaluate_cli", "evaluate", "retrieval, linear probe and fine-tuning evaluations"),
+    "embed": ("cavmae_lite.evaluate_cli", "embed", "audio and visual embeddings for videos or a manifest -> .npz"),
     "reconstruct": ("cavmae_lite.viz", "reconstruct", "figure: original / masked / reconstruction of one clip"),
-    "ablation": ("cavmae_lite.evaluate", "ablation", "CAV vs AV-MAE vs CAV-MAE at toy scale, one table"),
+    "ablation": ("cavmae_lite.evaluate_cli", "ablation", "CAV vs AV-MAE vs CAV-MAE at toy scale, one table"),
 }
 
 

@@ -121,12 +121,12 @@ class CAVMAEConfig:
 
     # ----- presets and I/O -----------------------------------------------------------------------------
     @classmethod
-    def base(cls, **overrides: Any) -> "CAVMAEConfig":
+    def base(cls, **overrides: Any) -> CAVMAEConfig:
         """The paper's CAV-MAE (ViT-B, 11 + 1 layers, decoder 512 x 8), as released."""
         return cls(**overrides)
 
     @classmethod
-    def tiny(cls, **overrides: Any) -> "CAVMAEConfig":
+    def tiny(cls, **overrides: Any) -> CAVMAEConfig:
         """CPU tutorial scale: 96-px frames (6x6 patches), 256 fbank frames (8x16 patches), width 192, 4 + 1 layers."""
         sizes = dict(
             img_size=96,
@@ -143,7 +143,7 @@ class CAVMAEConfig:
         return cls(**sizes)
 
     @classmethod
-    def preset(cls, name: str, **overrides: Any) -> "CAVMAEConfig":
+    def preset(cls, name: str, **overrides: Any) -> CAVMAEConfig:
         """``"base"``, ``"tiny"`` or a path to a JSON file written by :meth:`save`."""
         if name in ("base", "tiny"):
             return getattr(cls, name)(**overrides)
@@ -156,7 +156,7 @@ class CAVMAEConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any], **overrides: Any) -> "CAVMAEConfig":
+    def from_dict(cls, d: dict[str, Any], **overrides: Any) -> CAVMAEConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         d = dict(d.get("model", d))  # accept a run config that nests the model under "model"
         unknown = sorted(set(d) - known)
@@ -169,14 +169,14 @@ class CAVMAEConfig:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
-    def load(cls, path: str | Path, **overrides: Any) -> "CAVMAEConfig":
+    def load(cls, path: str | Path, **overrides: Any) -> CAVMAEConfig:
         return cls.from_dict(json.loads(Path(path).read_text()), **overrides)
 
-    def replace(self, **changes: Any) -> "CAVMAEConfig":
+    def replace(self, **changes: Any) -> CAVMAEConfig:
         return dataclasses.replace(self, **changes)
 
 
-__all__ = ["CAVMAEConfig", "MASK_MODES"]
+__all__ = ["MASK_MODES", "CAVMAEConfig"]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -262,7 +262,7 @@ class TrainConfig:
             raise ValueError("TrainConfig.warmup_steps must be >= 0, checkpoint_every and log_every > 0")
 
     @classmethod
-    def preset(cls, name: str, **overrides: Any) -> "TrainConfig":
+    def preset(cls, name: str, **overrides: Any) -> TrainConfig:
         """Training defaults that go with a model preset.
 
         ``tiny``: tuned so that 10 CPU minutes on the default synthetic data give clear retrieval: contrast
@@ -288,7 +288,7 @@ class TrainConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any], **overrides: Any) -> "TrainConfig":
+    def from_dict(cls, d: dict[str, Any], **overrides: Any) -> TrainConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         d = dict(d.get("train", d))
         unknown = sorted(set(d) - known)
@@ -297,7 +297,7 @@ class TrainConfig:
         d.update(overrides)
         return cls(**d)
 
-    def replace(self, **changes: Any) -> "TrainConfig":
+    def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)
 
 

@@ -156,15 +156,5 @@ def probe_embeddings(train: Embeddings, test: Embeddings, features: str = "av", 
     return linear_probe(pick[features](train), ytr, pick[features](test), yte, multilabel=multilabel, **kwargs)
 
 
-from .evaluate_cli import (
-    add_ablation_arguments,
-    add_embed_arguments,
-    add_evaluate_arguments,
-    run_ablation,
-    run_embed,
-    run_evaluate,
-)
-
-__all__ = ["Embeddings", "add_ablation_arguments", "add_embed_arguments", "add_evaluate_arguments",
-           "compute_embeddings", "linear_probe", "mean_average_precision", "probe_embeddings", "retrieval",
-           "retrieval_metrics", "retrieval_ranks", "run_ablation", "run_embed", "run_evaluate"]
+__all__ = ["Embeddings", "compute_embeddings", "linear_probe", "mean_average_precision", "probe_embeddings", "retrieval",
+           "retrieval_metrics", "retrieval_ranks"]

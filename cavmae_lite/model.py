@@ -266,11 +266,11 @@ class CAVMAE(nn.Module):
     def embed(self, audio: Tensor | None, video: Tensor | None) -> tuple[Tensor | None, Tensor | None]:
         """Mean-pooled, L2-normalised retrieval embeddings (B, D) for audio and video (spec §6.2)."""
         a, v = self.forward_features(audio, video)
-        pool = lambda t: None if t is None else F.normalize(t.mean(dim=1), dim=-1)  # noqa: E731
+        pool = lambda t: None if t is None else F.normalize(t.mean(dim=1), dim=-1)
         return pool(a), pool(v)
 
     @classmethod
-    def from_official(cls, path_or_state_dict: str | Path | dict, **overrides: Any) -> "CAVMAE":
+    def from_official(cls, path_or_state_dict: str | Path | dict, **overrides: Any) -> CAVMAE:
         """Build a model from an official CAV-MAE pretraining checkpoint (sizes inferred from the weights)."""
         from .checkpoints import load_official
 
@@ -355,7 +355,7 @@ class CAVMAEClassifier(nn.Module):
         return self.encoder.forward_features(audio, video)
 
     @classmethod
-    def from_official(cls, path_or_state_dict: str | Path | dict, **overrides: Any) -> "CAVMAEClassifier":
+    def from_official(cls, path_or_state_dict: str | Path | dict, **overrides: Any) -> CAVMAEClassifier:
         """Build from an official fine-tuned (``CAVMAEFT``) or pretraining checkpoint.
 
         From a pretraining checkpoint the decoder is dropped and a fresh head is made (pass ``num_classes``).

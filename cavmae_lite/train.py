@@ -473,7 +473,5 @@ def load_pretrained(path: str | Path, config: CAVMAEConfig | None = None, map_lo
     return model.eval()
 
 
-from .train_cli import add_pretrain_arguments, run_pretrain
-
-__all__ = ["PretrainResult", "TrainingDiverged", "add_pretrain_arguments", "build_optimizer", "load_pretrained",
-           "lr_factor", "pretrain", "run_pretrain", "setup_distributed"]
+__all__ = ["PretrainResult", "TrainingDiverged", "build_optimizer", "load_pretrained",
+           "lr_factor", "pretrain", "setup_distributed"]

@@ -13,3 +13,23 @@ os.environ.setdefault("CAVMAE_FAST", "1")
 def _seed():
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    """The tutorial-scale model config."""
+    from cavmae_lite import CAVMAEConfig
+
+    return CAVMAEConfig.tiny()
+
+
+@pytest.fixture
+def close_figures():
+    """Headless matplotlib for figure tests; closes every figure afterwards."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    yield plt
+    plt.close("all")

@@ -2,27 +2,13 @@
 
 import math
 
-import matplotlib
-
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt
 import pytest
 import torch
 
-from cavmae_lite import CAVMAE, CAVMAEConfig, save_checkpoint, viz
+from cavmae_lite import CAVMAE, save_checkpoint, viz
 from cavmae_lite.tokenizers import patchify_audio, patchify_video
 
-
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    return CAVMAEConfig.tiny()
+pytestmark = pytest.mark.usefixtures("close_figures")  # fixtures `close_figures` and `tiny`: tests/conftest.py
 
 
 @pytest.fixture(scope="module")
