@@ -14,7 +14,7 @@ setup:
 	@$(PYTHON) scripts/ensure_env.py
 
 data: setup
-	@if [ ! -f "$(DATA)/manifest.json" ]; then $(PYTHON) -m cavmae_lite.cli make-data synthetic "$(DATA)"; fi
+	@if [ ! -f "$(DATA)/manifest.json" ]; then $(PYTHON) -m cavmae_lite.cli make-data synthetic "$(DATA)" --cache; fi
 
 lab: data
 	$(PYTHON) -m jupyter lab notebooks/
