@@ -23,7 +23,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "pretrain": ("cavmae_lite.train_cli", "pretrain", "pretrain CAV-MAE on a prepared dataset"),
     "evaluate": ("cavmae_lite.evaluate_cli", "evaluate", "retrieval, linear probe and fine-tuning evaluations"),
     "embed": ("cavmae_lite.evaluate_cli", "embed", "audio and visual embeddings for videos or a manifest -> .npz"),
-    "reconstruct": ("cavmae_lite.viz", "reconstruct", "figure: original / masked / reconstruction of one clip"),
+    "reconstruct": ("cavmae_lite.viz_cli", "reconstruct", "figure: original / masked / reconstruction of one clip"),
     "ablation": ("cavmae_lite.evaluate_cli", "ablation", "CAV vs AV-MAE vs CAV-MAE at toy scale, one table"),
 }
 

@@ -17,11 +17,9 @@ Contents
 
 from __future__ import annotations
 
-import argparse
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import matplotlib
@@ -577,79 +575,6 @@ def fbank_to_waveform(fbank: Tensor, normalized: bool = True, mean: float = FBAN
     return wave / wave.abs().max().clamp(min=1e-8) * 0.9
 
 
-# ---------------------------------------------------------------------------------------------------------
-# CLI: cavmae-lite reconstruct
-# ---------------------------------------------------------------------------------------------------------
-
-
-def add_reconstruct_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("clip", help="a video file (audio + frames), or DATA_DIR:INDEX for an item of a prepared dataset")
-    p.add_argument("--checkpoint", help="a cavmae-lite run directory / checkpoint or an official CAV-MAE .pth; "
-                   "default: the cached tiny model pretrained on the default data (trained on first use)")
-    p.add_argument("--out", default="reconstruction.png", help="output image (png, pdf, svg)")
-    p.add_argument("--mask-ratio", type=float, default=0.75, help="mask ratio for both modalities (default 0.75)")
-    p.add_argument("--mask-ratio-a", type=float, help="audio mask ratio (overrides --mask-ratio)")
-    p.add_argument("--mask-ratio-v", type=float, help="video mask ratio (overrides --mask-ratio)")
-    p.add_argument("--mask-mode", default="unstructured", choices=["unstructured", "time", "freq", "tf"])
-    p.add_argument("--seed", type=int, default=0, help="masking seed (default 0)")
-    p.add_argument("--stats", choices=list(STATS), help="patch statistics to un-normalise norm_pix predictions "
-                   "(default: visible for norm_pix models, none otherwise)")
-    p.add_argument("--frame", type=int, help="frame index to use (default: the middle frame)")
-    p.add_argument("--dpi", type=int, default=120)
-
-
-def load_model_for_viz(checkpoint: str | Path | None, device: str = "cpu"):
-    """A pretraining CAVMAE from a cavmae-lite checkpoint / run dir, an official .pth, or the zoo when None."""
-    if checkpoint is None:
-        from .zoo import pretrained_tiny
-
-        return pretrained_tiny(device=device)
-    from .train import load_pretrained  # reads our checkpoints, run folders and official CAV-MAE files
-
-    return load_pretrained(Path(checkpoint)).to(device).eval()
-
-
-def clip_inputs(clip: str, config, frame: int | None = None) -> tuple[Tensor, Tensor, str]:
-    """(audio (T, F), video (3, H, W), name) for a video file or ``DATA_DIR:INDEX`` at ``config``'s sizes."""
-    from . import data
-
-    head, sep, tail = str(clip).rpartition(":")
-    if sep and tail.isdigit() and Path(head).is_dir():
-        ds = data.load_dataset(head, config=config, train=False, frames=frame is not None)
-        item = ds[int(tail)]
-        video = item["frames"][frame] if frame is not None else item["video"]
-        return item["audio"], video, str(item.get("video_id", clip))
-    path = Path(clip)
-    if not path.exists():
-        raise FileNotFoundError(f"clip not found: {clip}")
-    inputs = data.clip_to_inputs(path, config=config)
-    audio, frames = inputs["audio"], inputs["frames"]
-    idx = frames.shape[0] // 2 if frame is None else frame
-    if not 0 <= idx < frames.shape[0]:
-        raise ValueError(f"--frame {frame} out of range: the clip has {frames.shape[0]} frames")
-    return audio, frames[idx], path.stem
-
-
-def run_reconstruct(args: argparse.Namespace) -> int:
-    plt.switch_backend("Agg")
-    torch.manual_seed(args.seed)
-    model = load_model_for_viz(args.checkpoint)
-    audio, video, name = clip_inputs(args.clip, model.config, args.frame)
-    ra = args.mask_ratio if args.mask_ratio_a is None else args.mask_ratio_a
-    rv = args.mask_ratio if args.mask_ratio_v is None else args.mask_ratio_v
-    rec = reconstruct(model, audio, video, ra, rv, seed=args.seed, mask_mode=args.mask_mode, stats=args.stats)
-    fig = plot_reconstruction(rec, title=f"{name}: mask {ra:.0%} audio ({args.mask_mode}) / {rv:.0%} video, "
-                              f"seed {args.seed}, stats {rec.stats!r}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=args.dpi)
-    plt.close(fig)
-    err = rec.errors()
-    print(f"wrote {out} (masked-patch MSE, normalised targets: audio {rec.loss_a:.4f}, video {rec.loss_v:.4f}; "
-          f"input units: audio {err['audio']:.4f}, video {err['video']:.4f})")
-    return 0
-
-
 __all__ = [
     "FBANK_MEAN",
     "FBANK_STD",
@@ -657,12 +582,9 @@ __all__ = [
     "IMAGENET_STD",
     "STATS",
     "Reconstruction",
-    "add_reconstruct_arguments",
-    "clip_inputs",
     "draw_patch_grid",
     "fbank_to_waveform",
     "frame_to_rgb",
-    "load_model_for_viz",
     "masked_fbank",
     "masked_frame",
     "pca_2d",
@@ -678,7 +600,6 @@ __all__ = [
     "plot_temperature",
     "plot_waveform",
     "reconstruct",
-    "run_reconstruct",
     "similarity_matrix",
     "softmax_with_temperature",
     "unnormalize_patches",
