@@ -6,7 +6,7 @@ PYTHON ?= $(VENV)/bin/python
 DATA ?= data/synthetic
 NOTEBOOKS := $(wildcard notebooks/*.ipynb)
 
-.PHONY: setup lab test data html lint clean
+.PHONY: setup lab test data zoo html lint clean
 
 setup:
 	@if [ ! -x "$(PYTHON)" ] && [ "$(PYTHON)" = "$(VENV)/bin/python" ]; then \
@@ -16,8 +16,15 @@ setup:
 data: setup
 	@if [ ! -f "$(DATA)/manifest.json" ]; then $(PYTHON) -m cavmae_lite.cli make-data synthetic "$(DATA)" --cache; fi
 
+# As root (a container, a cloud VM) JupyterLab refuses to start without --allow-root: pass it only then.
+JUPYTER_ROOT := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root)
+
 lab: data
-	$(PYTHON) -m jupyter lab notebooks/
+	$(PYTHON) -m jupyter lab $(JUPYTER_ROOT) notebooks/
+
+# Retrain the shipped tutorial model (cavmae_lite/weights/tiny.pt + tiny.json) with its recorded recipe.
+zoo: data
+	$(PYTHON) -m cavmae_lite.cli zoo build
 
 # Unit tests, then every notebook executed by nbmake in fast mode (small data, few steps).
 test: setup

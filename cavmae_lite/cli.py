@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "embed": ("cavmae_lite.evaluate_cli", "embed", "audio and visual embeddings for videos or a manifest -> .npz"),
     "reconstruct": ("cavmae_lite.viz_cli", "reconstruct", "figure: original / masked / reconstruction of one clip"),
     "ablation": ("cavmae_lite.evaluate_cli", "ablation", "CAV vs AV-MAE vs CAV-MAE at toy scale, one table"),
+    "zoo": ("cavmae_lite.zoo", "zoo", "the shipped tutorial model: build (train + card) or info"),
 }
 
 

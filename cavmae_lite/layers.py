@@ -7,6 +7,7 @@ sequence, one for audio-only input and one for video-only input. The ``modality`
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
@@ -22,6 +23,19 @@ def check_modality(modality: str | None) -> str:
     return aliases[modality]
 
 
+def attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    """softmax(q k^T / sqrt(d)) v for q, k, v of shape (B, h, N, d).
+
+    PyTorch's fused kernel (SDPA) everywhere except bf16 / fp16 on the CPU, where its flash kernel's backward is
+    slow for short sequences (measured: 2-4x slower than two matmuls and a softmax at the tiny config's sizes,
+    see ``benchmarks/bench_learning.py``); there the same formula is written out.
+    """
+    if q.device.type == "cpu" and q.dtype in (torch.bfloat16, torch.float16):
+        scores = (q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5  # (B, h, N, N)
+        return scores.softmax(dim=-1) @ v
+    return F.scaled_dot_product_attention(q, k, v)
+
+
 class Attention(nn.Module):
     """Multi-head self-attention: (B, N, D) -> (B, N, D), qkv laid out [all q | all k | all v]."""
 
@@ -33,7 +47,7 @@ class Attention(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         q, k, v = rearrange(self.qkv(x), "b n (three h d) -> three b h n d", three=3, h=self.num_heads)
-        out = F.scaled_dot_product_attention(q, k, v)  # softmax(q k^T / sqrt(d)) v
+        out = attention(q, k, v)  # softmax(q k^T / sqrt(d)) v
         return self.proj(rearrange(out, "b h n d -> b n (h d)"))
 
 

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .reconstruction import STATS, unnormalize_patches
 from .tokenizers import patchify_audio, patchify_video, unpatchify_audio, unpatchify_video
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -230,42 +231,6 @@ def plot_masking(fbank: Tensor | None, frame: Tensor | None, mask_a: Tensor | No
 # ---------------------------------------------------------------------------------------------------------
 # reconstruction
 # ---------------------------------------------------------------------------------------------------------
-
-STATS = ("visible", "target", "none")
-
-
-def _grid_distances(grid: tuple[int, int], device=None) -> Tensor:
-    rows, cols = grid
-    idx = torch.arange(rows * cols, device=device)
-    r, c = (idx // cols).float(), (idx % cols).float()
-    return (r[:, None] - r[None]) ** 2 + (c[:, None] - c[None]) ** 2  # (L, L) squared distance in patches
-
-
-def unnormalize_patches(pred: Tensor, target: Tensor, mask: Tensor, grid: tuple[int, int],
-                        stats: str = "visible", eps: float = 1e-6) -> Tensor:
-    """Undo ``norm_pix_loss``: the decoder predicts each patch standardised, p_hat = (p - mu_p) / sigma_p.
-
-    pred, target: (B, L, P); mask: (B, L) with 1 = removed. Returns pred * sigma + mu, where (mu, sigma) is
-      ``"target"``  the true patch's own statistics (what the MAE demo does; it peeks at removed patches),
-      ``"visible"`` the patch's own statistics if visible, else an inverse-squared-distance average over the
-                    *visible* patches of the grid (only information the model was given),
-      ``"none"``    nothing: the prediction is already in input space (model trained without norm_pix).
-    """
-    if stats not in STATS:
-        raise ValueError(f"stats must be one of {STATS}, got {stats!r}")
-    if stats == "none":
-        return pred
-    mu = target.mean(dim=-1, keepdim=True)  # (B, L, 1)
-    sigma = (target.var(dim=-1, keepdim=True) + eps).sqrt()  # unbiased, as in the loss
-    if stats == "visible":
-        vis = (1 - mask.float())  # (B, L)
-        w = vis[:, None, :] / _grid_distances(grid, pred.device).clamp(min=1)[None]  # (B, L, L), 1 / d^2
-        w = w / w.sum(dim=-1, keepdim=True).clamp(min=1e-12)
-        removed = mask.bool()[..., None]
-        mu = torch.where(removed, w @ mu, mu)
-        sigma = torch.where(removed, w @ sigma, sigma)
-    return pred * sigma + mu
-
 
 @dataclass
 class Reconstruction:

@@ -1,176 +1,205 @@
-"""The model zoo of the tutorial: a tiny CAV-MAE pretrained on the default synthetic data, cached on disk.
+"""The tutorial model: a tiny CAV-MAE pretrained on the default synthetic data, shipped inside the package.
 
-    from cavmae_lite.zoo import pretrained_tiny
-    model = pretrained_tiny()          # trains on first use (deterministic), then loads in a second
+    from cavmae_lite import zoo
+    model = zoo.pretrained_tiny()              # loads cavmae_lite/weights/tiny.pt (fp16 on disk), trains nothing
+    model, card = zoo.pretrained_tiny_info()   # ... and its card: recipe, machine, wall time, measured metrics
 
-Notebooks 04, 05, 07 and 08 share this model, so none of them retrains from zero. The first call builds the
-default dataset if needed (:func:`cavmae_lite.data.ensure_default_dataset`), pretrains with a fixed recipe and
-seed, and saves the weights atomically (temporary file + rename) under a name that hashes the recipe and the
-dataset's manifest — change either and a new model is trained; a corrupt file is retrained. A file lock
-keeps two processes (e.g. parallel notebook runs) from training the same model twice.
+Notebooks 04, 05, 07 and 08 show this model. It is built by ``cavmae-lite zoo build`` (``make zoo``) with the
+recorded :func:`recipe` — ``CAVMAEConfig.tiny()``, ``TrainConfig.preset("tiny")`` with :data:`BUILD_TRAIN`, on the
+train split of the default data — then evaluated on the 600 test pairs, and written as fp16 weights (``tiny.pt``)
+with a JSON card beside it (``tiny.json``). Both are committed, so a clone and a ``pip install`` have them.
 
-Location: ``$CAVMAE_ZOO_DIR`` if set, else ``zoo/`` next to the default dataset (``data/zoo/`` in a source
-checkout, git-ignored). With ``CAVMAE_FAST=1`` a separate, much shorter recipe is used (a few steps on the
-small fast dataset): the pictures are then those of a barely trained model, but every cell runs in seconds.
-
-The saved file is a normal cavmae-lite checkpoint (``model`` + ``model_config``), so
-``cavmae-lite reconstruct CLIP --checkpoint data/zoo/tiny-....pt`` and ``train.load_pretrained`` read it.
+The recipe's key (a hash of the model and training settings and of the data *generator*, its seed and split sizes)
+is on the card. Regenerated data that differs only in encoded bytes (another JPEG or FLAC encoder) keeps the
+shipped model valid; a change of the recipe or of the generator version makes :func:`card_is_current` false, and a
+test then fails and says to run ``make zoo``.
 """
 
 from __future__ import annotations
 
-import contextlib
+import argparse
 import hashlib
 import json
 import os
+import platform
 import time
-from collections.abc import Callable
+import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+from .checkpoints import CheckpointError, load_checkpoint, load_strict, save_checkpoint
 from .config import CAVMAEConfig, TrainConfig
 from .model import CAVMAE
 
-ZOO_VERSION = 1
-ENV_DIR = "CAVMAE_ZOO_DIR"
-
-# Recipes: everything that determines the weights. Model: CAVMAEConfig.tiny(); training: TrainConfig.preset("tiny")
-# with these overrides (fast: a few small steps so that a notebook run stays within its time budget).
-# threads=-1: only the idle cores (on a shared CPU, oversubscribed OpenMP threads make a step several times slower).
-FULL_RECIPE: dict[str, Any] = {"max_steps": 1200, "log_every": 10, "threads": -1}
-FAST_RECIPE: dict[str, Any] = {"max_steps": 16, "batch_size": 12, "warmup_steps": 3, "log_every": 4, "threads": -1}
-
-
-def _fast(fast: bool | None) -> bool:
-    if fast is not None:
-        return bool(fast)
-    return os.environ.get("CAVMAE_FAST", "") not in ("", "0", "false", "False")
+ZOO_VERSION = 2
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+NAME = "tiny"
+# The shipped model's training budget and logging, on top of TrainConfig.preset("tiny") (the ten-minute recipe's
+# settings): the same model and losses, trained longer.
+BUILD_TRAIN: dict[str, Any] = {"max_steps": 3000, "warmup_steps": 100, "log_every": 25}
+# Settings that change where and how fast a build runs, not what it learns: left out of the recipe key.
+_MACHINE_KEYS = ("threads", "device", "num_workers", "log_every", "checkpoint_every", "compile", "deterministic")
 
 
-def zoo_dir() -> Path:
-    """``$CAVMAE_ZOO_DIR``, else ``<default data dir>/../zoo`` (``data/zoo`` in a checkout)."""
-    env = os.environ.get(ENV_DIR)
-    if env:
-        return Path(env).expanduser()
-    from .data import default_data_dir
+def recipe() -> dict[str, Any]:
+    """Everything that determines the shipped weights: model sizes, training settings and the data's generator."""
+    from .data.synthetic import FULL_SIZES, GENERATOR
 
-    return default_data_dir().parent / "zoo"
-
-
-def recipe(fast: bool | None = None, data_dir: str | Path | None = None, seed: int = 0) -> dict[str, Any]:
-    """Everything that determines the tiny model's weights (the cache key is a hash of it)."""
-    from .data import default_data_dir
-    from .data.manifest import read_manifest
-
-    fast = _fast(fast)
-    data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
-    overrides = dict(FAST_RECIPE if fast else FULL_RECIPE)
-    train = TrainConfig.preset("tiny", seed=seed, device="cpu", num_workers=0,
-                               checkpoint_every=10**9, **overrides)
-    fingerprint = read_manifest(data_dir).fingerprint() if (data_dir / "manifest.json").is_file() else "unbuilt"
-    return {"zoo_version": ZOO_VERSION, "name": "tiny-fast" if fast else "tiny", "model": CAVMAEConfig.tiny().to_dict(),
-            "train": train.to_dict(), "data": {"dir": str(data_dir), "manifest": fingerprint, "split": "train"}}
+    train = TrainConfig.preset("tiny", **BUILD_TRAIN).to_dict()
+    return {"zoo_version": ZOO_VERSION, "name": NAME, "model": CAVMAEConfig.tiny().to_dict(),
+            "train": {k: v for k, v in train.items() if k not in _MACHINE_KEYS},
+            "data": {"generator": GENERATOR, "seed": 0, "sizes": list(FULL_SIZES), "split": "train"}}
 
 
-def _key(r: dict[str, Any]) -> str:
-    keyed = {**r, "data": {k: v for k, v in r["data"].items() if k != "dir"}}  # the folder may move
-    return hashlib.sha1(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:12]
+def recipe_key(r: dict[str, Any] | None = None) -> str:
+    return hashlib.sha1(json.dumps(r or recipe(), sort_keys=True).encode()).hexdigest()[:12]
 
 
-def cache_path(fast: bool | None = None, data_dir: str | Path | None = None, seed: int = 0) -> Path:
-    """Where the tiny model for this recipe lives (whether or not it exists yet)."""
-    r = recipe(fast, data_dir, seed)
-    return zoo_dir() / f"{r['name']}-{_key(r)}.pt"
+def weights_path(directory: str | Path | None = None) -> Path:
+    return Path(directory or WEIGHTS_DIR) / f"{NAME}.pt"
 
 
-@contextlib.contextmanager
-def _file_lock(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows: no lock, the atomic rename still prevents torn files
-        yield
-        return
-    with open(path.with_name(f".{path.name}.lock"), "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+def card_path(directory: str | Path | None = None) -> Path:
+    return Path(directory or WEIGHTS_DIR) / f"{NAME}.json"
 
 
-def _load(path: Path, device: str | torch.device) -> tuple[CAVMAE, dict[str, Any]]:
-    from .checkpoints import load_strict
+def read_card(directory: str | Path | None = None) -> dict[str, Any]:
+    p = card_path(directory)
+    if not p.is_file():
+        raise FileNotFoundError(f"no model card at {p}: build the tutorial model with `make zoo` "
+                                "(cavmae-lite zoo build)")
+    return json.loads(p.read_text())
 
+
+def card_is_current(card: dict[str, Any]) -> bool:
+    """True when the shipped weights were trained with today's recipe and data generator."""
+    return card.get("recipe_key") == recipe_key()
+
+
+def pretrained_tiny_info(device: str | torch.device = "cpu", directory: str | Path | None = None,
+                         ) -> tuple[CAVMAE, dict[str, Any]]:
+    """The shipped tutorial model (fp32, eval mode) and its card (with ``path`` added). Warns when stale."""
+    path = weights_path(directory)
+    if not path.is_file():
+        raise FileNotFoundError(f"the tutorial model {path} is missing: build it with `make zoo` "
+                                "(cavmae-lite zoo build)")
     obj = load_checkpoint(path)
     if not isinstance(obj, dict) or "model" not in obj or "model_config" not in obj:
-        raise CheckpointError(f"{path} is not a zoo checkpoint")
+        raise CheckpointError(f"{path} is not a zoo checkpoint (needs 'model' and 'model_config')")
     model = CAVMAE(CAVMAEConfig.from_dict(obj["model_config"]))
-    load_strict(model, obj["model"], str(path))
-    info = {"path": path, "recipe": obj.get("recipe", {}), "history": obj.get("history", []),
-            "train_seconds": obj.get("train_seconds")}
-    return model.to(device).eval(), info
+    load_strict(model, {k: v.float() for k, v in obj["model"].items()}, str(path))
+    card = read_card(directory)
+    if not card_is_current(card):
+        warnings.warn(f"{path.name} was trained with another recipe or data generator than this code's "
+                      f"(card {card.get('recipe_key')}, code {recipe_key()}): run `make zoo` to rebuild it",
+                      stacklevel=2)
+    return model.to(device).eval(), {**card, "path": path}
 
 
-def train_tiny(fast: bool | None = None, data_dir: str | Path | None = None, seed: int = 0, progress: bool = False,
-               on_step: Callable[[int, dict[str, Any]], None] | None = None) -> tuple[CAVMAE, dict[str, Any]]:
-    """Pretrain the tiny model with the zoo recipe (no caching). Returns (model, checkpoint dict)."""
+def pretrained_tiny(device: str | torch.device = "cpu", directory: str | Path | None = None) -> CAVMAE:
+    """The shipped tiny CAV-MAE, pretrained on the default synthetic data, in eval mode (see the module doc)."""
+    return pretrained_tiny_info(device, directory)[0]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Building the shipped model
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _machine(device: torch.device) -> dict[str, Any]:
+    m = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+         "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(), "device": str(device)}
+    if device.type == "cuda":
+        m["gpu"] = torch.cuda.get_device_name(device)
+    return m
+
+
+def evaluate_model(model: CAVMAE, data_dir: str | Path, split: str = "test") -> dict[str, Any]:
+    """The card's metrics: retrieval on ``split`` and the masked-patch reconstruction report (with baselines)."""
+    from .data import load_dataset
+    from .evaluate import retrieval
+    from .reconstruction import reconstruction_report
+
+    ds = load_dataset(data_dir, config=model.config, split=split)
+    r = retrieval(model, ds, device="cpu")
+    rec = reconstruction_report(model, ds)
+    return {"split": split, "n": r["n"], "retrieval": {d: {k: round(v, 4) for k, v in r[d].items()}
+                                                       for d in ("a2v", "v2a")},
+            "reconstruction": {k: round(v, 4) for k, v in rec.items()}}
+
+
+def build(out_dir: str | Path | None = None, data_dir: str | Path | None = None, device: str = "auto",
+          threads: int = 0, max_steps: int | None = None, run_dir: str | Path | None = None,
+          progress: bool = True) -> dict[str, Any]:
+    """Train the tutorial model with :func:`recipe`, evaluate it, write ``tiny.pt`` (fp16) and ``tiny.json``.
+
+    max_steps: override the recipe's budget (the card then no longer matches it; for trials and tests).
+    run_dir: keep the full-precision training checkpoint there (resumable with the same call). Returns the card.
+    """
     from .data import ensure_default_dataset, load_dataset
     from .train import pretrain
 
-    data_dir = ensure_default_dataset(data_dir)
-    r = recipe(fast, data_dir, seed)
-    config = CAVMAEConfig.from_dict(r["model"])
-    tc = TrainConfig.from_dict(r["train"])
-    dataset = load_dataset(data_dir, config=config, split="train", train=True, seed=seed)
     t0 = time.time()
-    with torch.random.fork_rng(devices=[]):  # leave the caller's RNG untouched
-        result = pretrain(config, tc, dataset, out_dir=None, progress=progress, on_step=on_step)
-    model = result.model.cpu().eval()
-    ckpt = {"model": model.state_dict(), "model_config": model.config.to_dict(), "recipe": r,
-            "history": result.history, "train_seconds": time.time() - t0, "step": result.step}
-    return model, ckpt
-
-
-def pretrained_tiny_info(fast: bool | None = None, data_dir: str | Path | None = None, seed: int = 0,
-                         device: str | torch.device = "cpu", force: bool = False, progress: bool = False,
-                         on_step: Callable[[int, dict[str, Any]], None] | None = None,
-                         ) -> tuple[CAVMAE, dict[str, Any]]:
-    """:func:`pretrained_tiny` plus a dict: ``path``, ``recipe``, ``history`` (per-log-step metrics),
-    ``train_seconds``, and ``trained_now`` (True when this call did the training)."""
-    from .data import ensure_default_dataset
-
+    r = recipe()
     data_dir = ensure_default_dataset(data_dir)
-    path = cache_path(fast, data_dir, seed)
-    with _file_lock(path):
-        if path.is_file() and not force:
-            try:
-                model, info = _load(path, device)
-                return model, {**info, "trained_now": False}
-            except (CheckpointError, KeyError, RuntimeError, ValueError) as e:
-                print(f"zoo: {path.name} is unreadable ({e}); training it again")
-        if progress:
-            print(f"zoo: training the tiny model once ({'fast' if _fast(fast) else 'full'} recipe); "
-                  f"it will be cached in {path}", flush=True)
-        model, ckpt = train_tiny(fast, data_dir, seed, progress, on_step)
-        save_checkpoint(ckpt, path)
-    info = {"path": path, "recipe": ckpt["recipe"], "history": ckpt["history"],
-            "train_seconds": ckpt["train_seconds"], "trained_now": True}
-    return model.to(device).eval(), info
+    config = CAVMAEConfig.from_dict(r["model"])
+    extra = {"threads": threads, "device": device, "log_every": BUILD_TRAIN["log_every"]}
+    if max_steps is not None:
+        extra["max_steps"] = max_steps
+    tc = TrainConfig.from_dict(r["train"], **extra)
+    train = load_dataset(data_dir, config=config, split="train", train=True, seed=tc.seed)
+    result = pretrain(config, tc, train, out_dir=run_dir, resume=run_dir is not None, progress=progress)
+    model = result.model.float().cpu().eval()
+    device_used = next(result.model.parameters()).device
+    card = {"name": NAME, "recipe_key": recipe_key(r) if max_steps is None else None, "recipe": r,
+            "steps": result.step, "amp": result.amp, "wall_minutes": round((time.time() - t0) / 60, 2),
+            "torch": torch.__version__, "machine": _machine(device_used),
+            "built": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+            "metrics": evaluate_model(model, data_dir),
+            "history": [{k: (round(v, 5) if isinstance(v, float) else v) for k, v in h.items()}
+                        for h in result.history]}
+    half = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    save_checkpoint({"model": half, "model_config": model.config.to_dict(), "recipe_key": card["recipe_key"]},
+                    weights_path(out_dir))
+    tmp = card_path(out_dir).with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(card, indent=1) + "\n")
+    os.replace(tmp, card_path(out_dir))
+    return card
 
 
-def pretrained_tiny(fast: bool | None = None, data_dir: str | Path | None = None, seed: int = 0,
-                    device: str | torch.device = "cpu", force: bool = False, progress: bool = False) -> CAVMAE:
-    """The tiny CAV-MAE pretrained on the default data: loaded from the zoo cache, or trained and cached first.
-
-    fast: the short recipe (default: ``CAVMAE_FAST=1``). data_dir: the dataset (default: the default synthetic
-    set, built if missing). force: retrain even if cached. The model is returned in eval mode.
-    """
-    return pretrained_tiny_info(fast, data_dir, seed, device, force, progress)[0]
+# ---------------------------------------------------------------------------------------------------------
+# CLI: cavmae-lite zoo build | info
+# ---------------------------------------------------------------------------------------------------------
 
 
-__all__ = ["ENV_DIR", "FAST_RECIPE", "FULL_RECIPE", "cache_path", "pretrained_tiny", "pretrained_tiny_info", "recipe",
-           "train_tiny", "zoo_dir"]
+def add_zoo_arguments(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="zoo_command", metavar="ACTION", required=True)
+    b = sub.add_parser("build", help="train the tutorial model with the recorded recipe and write weights + card")
+    b.add_argument("--out", help=f"folder for {NAME}.pt and {NAME}.json (default: the package's weights/)")
+    b.add_argument("--data", help="default synthetic dataset folder (built if missing)")
+    b.add_argument("--device", default="auto", help="auto, cpu, cuda ...")
+    b.add_argument("--threads", type=lambda s: -1 if s == "auto" else int(s), default=0,
+                   help="CPU threads (default: all cores; auto = the idle ones)")
+    b.add_argument("--max-steps", type=int, help="override the recipe's budget (the card then records no recipe key)")
+    b.add_argument("--run-dir", help="keep the training checkpoint here; rerunning resumes it")
+    sub.add_parser("info", help="print the shipped model's card (without its loss history)")
+
+
+def run_zoo(args: argparse.Namespace) -> int:
+    if args.zoo_command == "info":
+        card = read_card()
+        card.pop("history", None)
+        card["current"] = card_is_current(card)
+        print(json.dumps(card, indent=1))
+        return 0
+    card = build(args.out, args.data, args.device, args.threads, args.max_steps, args.run_dir)
+    print(json.dumps({k: card[k] for k in ("recipe_key", "steps", "wall_minutes", "metrics")}, indent=1))
+    print(f"wrote {weights_path(args.out)} ({weights_path(args.out).stat().st_size / 1e6:.1f} MB) and "
+          f"{card_path(args.out)}")
+    return 0
+
+
+__all__ = ["BUILD_TRAIN", "build", "card_is_current", "evaluate_model", "pretrained_tiny", "pretrained_tiny_info",
+           "read_card", "recipe", "recipe_key", "weights_path"]

@@ -389,3 +389,22 @@ def test_positional_tables_frozen_in_pretraining_trainable_in_classifier():
     assert not model.encoder.audio_pos.requires_grad and not model.decoder.video_pos.requires_grad
     assert clf.encoder.audio_pos.requires_grad and clf.encoder.video_pos.requires_grad
     assert not any(n.startswith("decoder") for n, _ in clf.named_parameters())
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_low_precision_cpu_attention_matches_sdpa(dtype):
+    """The written-out attention used for bf16 / fp16 on the CPU computes what SDPA computes (values and grads)."""
+    import torch.nn.functional as F
+
+    from cavmae_lite.layers import attention
+
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 17, 8, generator=g) for _ in range(3))
+    want = F.scaled_dot_product_attention(q, k, v)
+    ql, kl, vl = (t.to(dtype).requires_grad_() for t in (q, k, v))
+    got = attention(ql, kl, vl)
+    assert got.dtype == dtype and torch.allclose(got.float(), want, atol=3e-2, rtol=3e-2)
+    got.float().sum().backward()
+    qf = q.clone().requires_grad_()
+    F.scaled_dot_product_attention(qf, k, v).sum().backward()
+    assert torch.allclose(ql.grad.float(), qf.grad, atol=5e-2, rtol=5e-2)

@@ -188,3 +188,31 @@ def test_train_config_roundtrip():
     assert TrainConfig.from_dict(json.loads(json.dumps(tc.to_dict()))) == tc
     with pytest.raises(ValueError, match="schedule"):
         TrainConfig(schedule="linear")
+
+
+def test_resume_of_a_finished_run_changes_nothing(tmp_path, capsys):
+    c = micro_config()
+    ds = PairedDataset(c, n=16)
+    pretrain(c, micro_train(max_steps=3), ds, tmp_path / "run", progress=False)
+    ck = tmp_path / "run" / "checkpoint.pt"
+    before_bytes, before_metrics = ck.read_bytes(), (tmp_path / "run" / "metrics.jsonl").read_text()
+    r = pretrain(c, micro_train(max_steps=3), ds, tmp_path / "run", resume=True, progress=True)
+    assert r.stopped == "already_finished" and r.step == 3 and r.history == []
+    assert ck.read_bytes() == before_bytes  # not rewritten
+    assert (tmp_path / "run" / "metrics.jsonl").read_text() == before_metrics
+    assert "already reached its limit (max_steps) at step 3" in capsys.readouterr().out
+    # a larger budget trains on from there
+    r = pretrain(c, micro_train(max_steps=5), ds, tmp_path / "run", resume=True, progress=False)
+    assert r.stopped == "max_steps" and r.step == 5 and [h["step"] for h in r.history][-1] == 5
+
+
+def test_time_budget_counts_over_resumes(tmp_path):
+    c = micro_config()
+    ds = PairedDataset(c, n=16)
+    r = pretrain(c, micro_train(max_steps=None, max_minutes=0.01), ds, tmp_path / "run", progress=False)
+    assert r.stopped == "max_minutes"
+    ck = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert ck["state"]["wall"] >= 0.6 and ck["state"]["stopped"] == "max_minutes"
+    again = pretrain(c, micro_train(max_steps=None, max_minutes=0.01), ds, tmp_path / "run", resume=True,
+                     progress=False)
+    assert again.stopped == "already_finished" and again.step == r.step

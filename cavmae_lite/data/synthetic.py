@@ -297,8 +297,13 @@ def make_synthetic(
     workers: int | None = None,
     progress: bool = True,
     force: bool = False,
+    only: str | None = None,
 ) -> Path:
-    """Generate the dataset into ``out`` (built in a temporary sibling folder, then renamed). Returns ``out``."""
+    """Generate the dataset into ``out`` (built in a temporary sibling folder, then renamed). Returns ``out``.
+
+    only: write just that split ("train", "val" or "test") of the full-size set, clip for clip the same as in a
+    complete build (clip content depends on the seed and the clip's position in train + val + test).
+    """
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         if not force:
@@ -313,6 +318,10 @@ def make_synthetic(
     items = []
     for split, n in zip(("train", "val", "test"), (num_train, num_val, num_test)):
         items += [(len(items) + k, f"{split}{k:05d}", split) for k in range(n)]
+    if only is not None:
+        if only not in ("train", "val", "test"):
+            raise ValueError(f"only must be 'train', 'val' or 'test', got {only!r}")
+        items = [it for it in items if it[2] == only]
     mp4_ids = {vid for _, vid, split in items if split == "test"}
     mp4_ids = set(sorted(mp4_ids)[:mp4]) if mp4 else set()
     chunk = 50
@@ -343,6 +352,7 @@ def make_synthetic(
     (tmp / "attributes.csv").write_text(
         ",".join(cols) + "\n" + "".join(",".join(str(r[c]) for c in cols) + "\n" for r in rows))
     info = {"generator": GENERATOR, "seed": seed, "splits": {"train": num_train, "val": num_val, "test": num_test},
+            "only": only,
             "num_frames": num_frames, "eval_frame": num_frames // 2, "img_size": IMG, "sample_rate": SR,
             "duration_s": DURATION, "label": "shape x count", "mp4": sorted(mp4_ids)}
     (tmp / "synthetic.json").write_text(json.dumps(info, indent=1) + "\n")

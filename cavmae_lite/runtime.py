@@ -1,0 +1,119 @@
+"""Where a training run executes: device, CPU threads, mixed precision, torch.distributed, and the RNG / data-order
+state that exact resume needs. Used by :mod:`cavmae_lite.train`; nothing here knows about the model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import Dataset, DistributedSampler
+
+# ---------------------------------------------------------------------------------------------------------
+# Devices, threads, precision
+# ---------------------------------------------------------------------------------------------------------
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available; use --device cpu")
+    return device
+
+
+def auto_threads() -> int:
+    """Idle CPU cores: cpu_count minus the 1-minute load average, at least 1. On a shared machine OpenMP threads
+    that compete with other processes spin on barriers and a step gets several times slower than with fewer."""
+    n = os.cpu_count() or 1
+    try:
+        busy = os.getloadavg()[0]
+    except OSError:
+        busy = 0.0
+    return max(1, min(n, round(n - busy)))
+
+
+def resolve_amp(amp: str, device: torch.device) -> str:
+    """'auto' -> bf16 on a CUDA device that supports it, else none. fp16 on CPU works but is slow."""
+    if amp == "auto":
+        return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "none"
+    return amp
+
+
+def autocast(amp: str, device: torch.device):
+    if amp == "none":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Data order and RNG state
+# ---------------------------------------------------------------------------------------------------------
+
+
+class ResumableSampler(DistributedSampler):
+    """A ``DistributedSampler`` (shuffled by seed + epoch) that can start part-way into an epoch."""
+
+    def __init__(self, dataset: Dataset, num_replicas: int, rank: int, seed: int, start: int = 0):
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=True)
+        self.start = start
+
+    def __iter__(self):
+        return iter(list(super().__iter__())[self.start:])
+
+    def __len__(self) -> int:
+        return self.num_samples - self.start
+
+
+def get_rng_state() -> dict[str, Any]:
+    """Every RNG the loop touches, as tensors and plain containers (loadable with ``weights_only``)."""
+    _, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss),
+                  "gauss": float(gauss)},
+        "python": [list(x) if isinstance(x, tuple) else x for x in random.getstate()],
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _dist_info() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def setup_distributed(device_name: str = "auto") -> tuple[int, int, torch.device]:
+    """Initialise torch.distributed from torchrun's environment (no-op for a single process)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    device = resolve_device(device_name)
+    if world > 1 and not dist.is_initialized():
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        if device.type == "cuda":
+            device = torch.device("cuda", local_rank)
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    rank, world = _dist_info()
+    return rank, world, device
+
+
+__all__ = ["ResumableSampler", "auto_threads", "autocast", "get_rng_state", "resolve_amp", "resolve_device",
+           "set_rng_state", "setup_distributed"]
