@@ -34,7 +34,7 @@ def unnormalize_patches(pred: Tensor, target: Tensor, mask: Tensor, grid: tuple[
     """Undo ``norm_pix_loss``: the decoder predicts each patch standardised, p_hat = (p - mu_p) / sigma_p.
 
     pred, target: (B, L, P); mask: (B, L) with 1 = removed. Returns pred * sigma + mu, where (mu, sigma) is
-      ``"target"``  the true patch's own statistics (what the MAE demo does; it peeks at removed patches),
+      ``"target"``  the true patch's own statistics (it peeks at removed patches: for comparison only),
       ``"visible"`` the patch's own statistics if visible, else an inverse-squared-distance average over the
                     *visible* patches of the grid (only information the model was given),
       ``"none"``    nothing: the prediction is already in input space (model trained without norm_pix).

@@ -29,10 +29,10 @@ def test_make_masks_match_the_models_masks(tiny, clip):
 
 def test_masking_panel_updates_live(tiny, clip):
     panel = widgets.masking_panel(*clip, tiny)
-    assert panel.renders == 1 and "<b>32</b>" in panel.last_info and "<b>9</b>" in panel.last_info
+    assert panel.renders == 1 and "<b>16</b>" in panel.last_info and "<b>9</b>" in panel.last_info
     panel.controls["ratio"].value = 0.5
     assert panel.renders == 2
-    assert f"<b>{num_visible(128, 0.5)}</b>" in panel.info.value and f"<b>{num_visible(36, 0.5)}</b>" in panel.info.value
+    assert f"<b>{num_visible(tiny.num_audio_tokens, 0.5)}</b>" in panel.info.value and f"<b>{num_visible(36, 0.5)}</b>" in panel.info.value
     panel.controls["mode"].value = "time"
     assert "time" in panel.last_info
     fig, info = panel.render(modality="video", ratio=0.9)
@@ -48,13 +48,13 @@ def test_render_masking_structured_modes_remove_whole_columns(tiny, clip):
 
 
 def test_token_info_and_panel(tiny, clip):
-    assert widgets.token_info(tiny, "audio", 100) == {"row": 6, "col": 4, "rows": 8, "cols": 16, "y0": 96, "x0": 64,
+    assert widgets.token_info(tiny, "audio", 52) == {"row": 3, "col": 4, "rows": 4, "cols": 16, "y0": 48, "x0": 64,
                                                       "size": 16}
     assert widgets.token_info(tiny, "video", 35)["row"] == 5
     with pytest.raises(ValueError):
         widgets.token_info(tiny, "video", 36)
     panel = widgets.token_panel(*clip, tiny)
-    panel.controls["token"].value = 127
+    panel.controls["token"].value = 63
     panel.controls["modality"].value = "video"  # the slider range shrinks to the video grid
     assert panel.controls["token"].max == 35 and "video token" in panel.last_info
     _, info = widgets.render_token(*clip, tiny, "audio", 17)

@@ -1,0 +1,83 @@
+"""Figures for the tutorial: every tensor of CAV-MAE as a picture, one module per topic.
+
+Inputs use the model's conventions (spec §2, §3): an audio clip is a normalised log-mel fbank ``(T, F)``
+(10 ms per frame), a frame is an ImageNet-normalised ``(3, H, W)`` image. Plot functions take an optional
+matplotlib ``ax`` and return the figure they drew on, with labelled axes, units and colour bars.
+
+Contents
+  inputs         plot_waveform, plot_fbank, plot_frame, plot_frames (patch grid + token indices)
+  masking        masked_fbank, masked_frame, plot_mask, plot_masking
+  reconstruction unnormalize_patches, reconstruct -> Reconstruction, plot_reconstruction
+  contrastive    similarity_matrix, plot_similarity, softmax_with_temperature, plot_temperature,
+                 pca_2d, plot_embedding_map
+  training       plot_loss_curves
+  listening      fbank_to_waveform (approximate inversion: inverse mel + Griffin-Lim)
+  CLI            ``cavmae-lite reconstruct CLIP --checkpoint CKPT --out fig.png`` (viz_cli)
+
+Modules: grids (patch grid, frames, colours), audio (waveform, fbank, listening), masks (masking and
+reconstructions), similarity (similarity matrix, temperature), embeddings (PCA map), curves (training curves).
+"""
+
+from __future__ import annotations
+
+from ..reconstruction import STATS, unnormalize_patches  # the math lives there; re-exported for figures
+from .audio import fbank_to_waveform, plot_fbank, plot_waveform
+from .curves import plot_loss_curves
+from .embeddings import pca_2d, plot_embedding_map
+from .grids import (
+    FBANK_MEAN,
+    FBANK_STD,
+    HOP_S,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    SIM_CMAP,
+    SPEC_CMAP,
+    _np,  # noqa: F401 - the tests convert with it
+    draw_patch_grid,
+    frame_to_rgb,
+    plot_frame,
+    plot_frames,
+)
+from .masks import (
+    Reconstruction,
+    masked_fbank,
+    masked_frame,
+    plot_mask,
+    plot_masking,
+    plot_reconstruction,
+    reconstruct,
+)
+from .similarity import plot_similarity, plot_temperature, similarity_matrix, softmax_with_temperature
+
+__all__ = [
+    "FBANK_MEAN",
+    "FBANK_STD",
+    "HOP_S",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "SIM_CMAP",
+    "SPEC_CMAP",
+    "STATS",
+    "Reconstruction",
+    "draw_patch_grid",
+    "fbank_to_waveform",
+    "frame_to_rgb",
+    "masked_fbank",
+    "masked_frame",
+    "pca_2d",
+    "plot_embedding_map",
+    "plot_fbank",
+    "plot_frame",
+    "plot_frames",
+    "plot_loss_curves",
+    "plot_mask",
+    "plot_masking",
+    "plot_reconstruction",
+    "plot_similarity",
+    "plot_temperature",
+    "plot_waveform",
+    "reconstruct",
+    "similarity_matrix",
+    "softmax_with_temperature",
+    "unnormalize_patches",
+]
