@@ -1,6 +1,6 @@
 """`cavmae-lite reconstruct`: the MAE four-panel figure of one clip, from the command line.
 
-Sits above :mod:`cavmae_lite.viz` and :mod:`cavmae_lite.zoo` (the default model is the zoo's tiny one).
+Sits above :mod:`cavmae_lite.viz` and :mod:`cavmae_lite.zoo` (the default model is the shipped tutorial model).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from .viz import STATS, plot_reconstruction, reconstruct
 def add_reconstruct_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("clip", help="a video file (audio + frames), or DATA_DIR:INDEX for an item of a prepared dataset")
     p.add_argument("--checkpoint", help="a cavmae-lite run directory / checkpoint or an official CAV-MAE .pth; "
-                   "default: the cached tiny model pretrained on the default data (trained on first use)")
+                   "default: the shipped tutorial model (cavmae_lite/weights/tiny.pt) pretrained on the default data (trained on first use)")
     p.add_argument("--out", default="reconstruction.png", help="output image (png, pdf, svg)")
     p.add_argument("--mask-ratio", type=float, default=0.75, help="mask ratio for both modalities (default 0.75)")
     p.add_argument("--mask-ratio-a", type=float, help="audio mask ratio (overrides --mask-ratio)")

@@ -76,7 +76,7 @@ def test_shipped_model_on_a_freshly_generated_test_split(tmp_path):
 def test_build_writes_fp16_weights_and_a_card(tmp_path):
     from cavmae_lite.data import make_synthetic
 
-    data = make_synthetic(tmp_path / "data", 0, 64, 0, 8, mp4=0, workers=1, progress=False)
+    data = make_synthetic(tmp_path / "data", 0, 128, 0, 8, mp4=0, workers=2, progress=False)  # one batch of 128
     card = zoo.build(tmp_path / "out", data, device="cpu", threads=1, max_steps=2, progress=False)
     assert card["steps"] == 2 and card["recipe_key"] is None  # a budget override is not the recipe
     assert card["metrics"]["n"] == 8 and len(card["history"]) >= 1
