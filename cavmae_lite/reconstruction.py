@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from .losses import normalize_patches, reconstruction_loss
+from .losses import normalize_patches
 from .tokenizers import patchify_audio, patchify_video
 
 STATS = ("visible", "target", "none")
@@ -111,4 +111,4 @@ def reconstruction_report(model, dataset: Dataset, mask_ratio: float = 0.75, see
     return {k: s / max(n, 1.0) for k, (s, n) in sums.items()}
 
 
-__all__ = ["STATS", "reconstruction_loss", "reconstruction_report", "unnormalize_patches"]
+__all__ = ["STATS", "reconstruction_report", "unnormalize_patches"]

@@ -158,7 +158,7 @@ def _seed_everything(seed: int) -> None:
 
 
 def _open_run(config: CAVMAEConfig, tc: TrainConfig, dataset: Dataset, out_dir: str | Path | None, resume: bool,
-              model: CAVMAE | None, start_time: float, progress: bool) -> _Run:
+              model: CAVMAE | None, start_time: float) -> _Run:
     """Devices and threads, model, optimiser and scaler; then either the checkpoint's state (resume) or a new run
     directory with its config.json."""
     if tc.max_steps is None and tc.epochs is None and tc.max_minutes is None:
@@ -402,7 +402,7 @@ def pretrain(
     start_time = time.time() if start_time is None else start_time
     overrides = {k: getattr(tc, k) for k in ("mae_weight", "contrast_weight", "contrast_negatives",
                                              "bidirectional_contrast") if getattr(tc, k) is not None}
-    run = _open_run(config.replace(**overrides), tc, dataset, out_dir, resume, model, start_time, progress)
+    run = _open_run(config.replace(**overrides), tc, dataset, out_dir, resume, model, start_time)
     done = _limit_reached(run)
     if done:
         if run.rank == 0 and progress:

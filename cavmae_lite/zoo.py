@@ -151,8 +151,8 @@ def build(out_dir: str | Path | None = None, data_dir: str | Path | None = None,
     tc = TrainConfig.from_dict(r["train"], **extra)
     train = load_dataset(data_dir, config=config, split="train", train=True, seed=tc.seed)
     result = pretrain(config, tc, train, out_dir=run_dir, resume=run_dir is not None, progress=progress)
+    device_used = next(result.model.parameters()).device  # before .cpu(), which moves the module in place
     model = result.model.float().cpu().eval()
-    device_used = next(result.model.parameters()).device
     card = {"name": NAME, "recipe_key": recipe_key(r) if max_steps is None else None, "recipe": r,
             "steps": result.step, "amp": result.amp, "wall_minutes": round((time.time() - t0) / 60, 2),
             "torch": torch.__version__, "machine": _machine(device_used),
