@@ -26,9 +26,10 @@ lab: data
 zoo: data
 	$(PYTHON) -m cavmae_lite.cli zoo build
 
-# Unit tests, then every notebook executed by nbmake in fast mode (small data, few steps).
+# Unit tests, then every notebook executed by nbmake in fast mode (small data, few steps), with the quizzes'
+# solutions (notebooks/solutions/) put in for the blank answers, so that a wrong solution turns the run red.
 test: setup
-	CAVMAE_FAST=1 $(PYTHON) -m pytest tests $(if $(NOTEBOOKS),--nbmake --nbmake-timeout=600 $(NOTEBOOKS))
+	CAVMAE_FAST=1 CAVMAE_QUIZ_SOLUTIONS=$(CURDIR)/notebooks/solutions $(PYTHON) -m pytest tests $(if $(NOTEBOOKS),--nbmake --nbmake-timeout=600 $(NOTEBOOKS))
 
 # Executed copies of the notebooks as HTML (for reading without running them) in html/.
 html: data

@@ -27,25 +27,54 @@ def _fmt_retrieval(m: dict[str, Any]) -> str:
 # ----- evaluate --------------------------------------------------------------------------------------------
 
 
+def add_data_arguments(p: argparse.ArgumentParser, eval_split: bool = True) -> None:
+    """--data / --split / --train-split / --eval-data / --labels, shared by the commands that read a dataset."""
+    p.add_argument("--data", help="dataset folder or manifest / official datafile JSON (default: the default "
+                   "synthetic dataset)")
+    p.add_argument("--labels", help="label CSV (index,mid,display_name) mapping the manifest's `labels` mids "
+                   "(default: labels.csv beside the JSON)")
+    if eval_split:
+        p.add_argument("--eval-data", help="a separate evaluation datafile (e.g. the official eval JSON); "
+                       "default: --data")
+        p.add_argument("--split", help="evaluation split: train, val, test or all (default: test when the "
+                       "manifest has split keys, else the whole manifest)")
+        p.add_argument("--train-split", help="probe / fine-tuning training split of --data (default: train when "
+                       "the manifest has split keys, else the whole manifest)")
+
+
+def data_sources(args: argparse.Namespace) -> tuple[tuple[str, str | None], tuple[str, str | None]]:
+    """((train data, train split), (eval data, eval split)) from the data flags (see :func:`add_data_arguments`)."""
+    from .data import resolve_split
+
+    data = _data_dir(args.data)
+    eval_data = args.eval_data or data
+    train = (data, resolve_split(data, args.train_split, "train"))
+    evaluation = (eval_data, resolve_split(eval_data, args.split, "test"))
+    return train, evaluation
+
+
 def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
+    from .finetune_cli import add_finetune_arguments
+
     p.add_argument("task", choices=("retrieval", "probe", "finetune"), help="which evaluation")
     p.add_argument("--checkpoint", required=True, help="run directory, our checkpoint, or an official checkpoint")
-    p.add_argument("--data", help="dataset directory (default: the default synthetic dataset)")
-    p.add_argument("--split", default="test", help="evaluation split (default test)")
-    p.add_argument("--train-split", default="train", help="probe / fine-tuning training split (default train)")
+    add_data_arguments(p)
     p.add_argument("--frames", default="middle", choices=("middle", "average"), help="retrieval/probe video "
                    "embedding: middle frame or the average over all frames")
     p.add_argument("--features", default="av", choices=("a", "v", "av"), help="probe features (default av)")
     p.add_argument("--multilabel", action="store_true", help="probe / fine-tune multi-label (mAP) instead of accuracy")
-    p.add_argument("--mode", default="multimodal", help="fine-tuning mode: multimodal, audio_only, video_only, ...")
-    p.add_argument("--fusion", default="joint", choices=("joint", "joint+streams", "compare"),
-                   help="fine-tuning head input: joint (official), joint+streams, or compare both")
-    p.add_argument("--epochs", type=int, default=3, help="fine-tuning epochs (default 3)")
-    p.add_argument("--max-steps", type=int, help="fine-tuning step cap")
-    p.add_argument("--lr", type=float, default=1e-4, help="fine-tuning backbone lr (head x10)")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, help="batch size (default 64; fine-tuning: the recipe's)")
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true", help="print exactly one JSON object")
+    add_finetune_arguments(p)
+
+
+def _warn_same_clips(train: tuple, evaluation: tuple) -> None:
+    if train == evaluation:
+        import warnings
+
+        warnings.warn(f"training and evaluating on the same clips ({train[0]}, split {train[1] or 'all'}): give "
+                      "--eval-data or a manifest with split keys for a fair number", stacklevel=2)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -56,37 +85,29 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from .train import load_pretrained
 
     model = load_pretrained(args.checkpoint)
-    data = _data_dir(args.data)
+    (train_data, train_split), (eval_data, eval_split) = data_sources(args)
     device = "cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto"
                                                                                   else args.device)
     frames = args.frames == "average"
+    bs = args.batch_size or 64
     if args.task == "retrieval":
-        ds = load_dataset(data, config=model.config, split=args.split, frames=frames)
-        out = retrieval_metrics(compute_embeddings(model, ds, args.frames, args.batch_size, device).similarity())
+        ds = load_dataset(eval_data, config=model.config, split=eval_split, frames=frames, label_csv=args.labels)
+        out = retrieval_metrics(compute_embeddings(model, ds, args.frames, bs, device).similarity())
         print(json.dumps(out) if args.json else _fmt_retrieval(out))
         return 0
+    _warn_same_clips((train_data, train_split), (eval_data, eval_split))
     if args.task == "probe":
-        tr = compute_embeddings(model, load_dataset(data, model.config, args.train_split, frames=frames), args.frames,
-                                args.batch_size, device)
-        te = compute_embeddings(model, load_dataset(data, model.config, args.split, frames=frames), args.frames,
-                                args.batch_size, device)
+        tr = compute_embeddings(model, load_dataset(train_data, model.config, train_split, frames=frames,
+                                                    label_csv=args.labels), args.frames, bs, device)
+        te = compute_embeddings(model, load_dataset(eval_data, model.config, eval_split, frames=frames,
+                                                    label_csv=args.labels), args.frames, bs, device)
         out = probe_embeddings(tr, te, args.features, multilabel=args.multilabel)
         out.update(features=args.features, n_train=len(tr.labels), n_test=len(te.labels))
         print(json.dumps(out) if args.json else "  ".join(f"{k}={v}" for k, v in out.items()))
         return 0
-    from .finetune import FUSIONS, finetune
+    from .finetune_cli import run_finetune_task
 
-    train_set = load_dataset(data, model.config, args.train_split, train=True)
-    test_set = load_dataset(data, model.config, args.split, frames=True)
-    fusions = FUSIONS if args.fusion == "compare" else (args.fusion,)
-    out = {}
-    for f in fusions:
-        r = finetune(model, train_set, test_set, mode=args.mode, fusion=f, multilabel=args.multilabel,
-                     epochs=args.epochs, max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr,
-                     device=device)
-        out[f] = r.metrics
-    print(json.dumps(out) if args.json else "\n".join(f"{k}: {v}" for k, v in out.items()))
-    return 0
+    return run_finetune_task(args, model, (train_data, train_split), (eval_data, eval_split), device)
 
 
 # ----- embed -----------------------------------------------------------------------------------------------
@@ -100,7 +121,8 @@ def add_embed_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("out", metavar="OUT.npz", help="output: audio (N, D), video (N, D), video_ids, labels")
     p.add_argument("--checkpoint", required=True, help="run directory, our checkpoint, or an official checkpoint")
     p.add_argument("--frames", default="middle", choices=("middle", "average"))
-    p.add_argument("--split", help="for a prepared dataset: only this split")
+    p.add_argument("--split", help="for a prepared dataset: only this split (default: the whole manifest)")
+    p.add_argument("--labels", help="label CSV for a manifest (default: labels.csv beside it)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--device", default="auto")
 
@@ -138,7 +160,8 @@ def run_embed(args: argparse.Namespace) -> int:
     else:
         from .data import load_dataset
 
-        ds = load_dataset(src, model.config, args.split, frames=args.frames == "average")
+        ds = load_dataset(src, model.config, None if args.split == "all" else args.split,
+                          frames=args.frames == "average", label_csv=args.labels)
     device = "auto" if args.device == "auto" else args.device
     emb = compute_embeddings(model, ds, args.frames, args.batch_size, device)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

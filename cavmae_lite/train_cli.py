@@ -41,7 +41,11 @@ _FIELD = {"clip": "clip_grad", "negatives": "contrast_negatives", "bidirectional
 def add_pretrain_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default="tiny", help="model preset tiny|base, or a JSON file (a config.json of a run "
                    "also restores its training settings); default tiny")
-    p.add_argument("--data", help="dataset directory (default: the default synthetic dataset, built if missing)")
+    p.add_argument("--data", help="dataset folder or manifest / official datafile JSON (default: the default "
+                   "synthetic dataset, built if missing)")
+    p.add_argument("--split", help="training split: train, val, test or all (default: train when the manifest has "
+                   "split keys, else the whole manifest, as for an official datafile)")
+    p.add_argument("--labels", help="label CSV (index,mid,display_name; default: labels.csv beside the JSON)")
     p.add_argument("--out", required=True, help="run directory: config.json, checkpoint.pt, metrics.jsonl")
     p.add_argument("--max-steps", type=int, help="stop after this many optimiser steps")
     p.add_argument("--max-minutes", type=float, help="stop after this many minutes of wall time (cosine horizon is "
@@ -93,13 +97,14 @@ def run_pretrain(args: argparse.Namespace) -> int:
     if tc.max_steps is None and tc.max_minutes is None and tc.epochs is None:
         raise UserError("give a budget: --max-steps N, --max-minutes M and/or --epochs E")
     try:
-        from .data import default_data_dir, ensure_default_dataset, load_dataset
+        from .data import default_data_dir, ensure_default_dataset, load_dataset, resolve_split
     except ImportError as e:
         raise UserError(f"the data package is not available ({e})") from e
     data_dir = args.data
     if data_dir is None:
         data_dir = ensure_default_dataset(default_data_dir())
-    dataset = load_dataset(data_dir, config=config, split="train", train=True, seed=tc.seed)
+    dataset = load_dataset(data_dir, config=config, split=resolve_split(data_dir, args.split, "train"), train=True,
+                           seed=tc.seed, label_csv=args.labels)
     try:
         result = pretrain(config, tc, dataset, args.out, resume=args.resume, progress=not args.no_progress,
                           start_time=start)

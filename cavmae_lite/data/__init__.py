@@ -22,7 +22,7 @@ from .audio import (
     write_wav,
 )
 from .cache import build_cache, open_cache
-from .datasets import AVDataset, collate, fbank_stats, load_dataset
+from .datasets import AVDataset, collate, fbank_stats, load_dataset, resolve_split
 from .manifest import Manifest, read_labels, read_manifest, write_labels, write_manifest
 from .synthetic import default_data_dir, ensure_default_dataset, make_synthetic
 from .video import (
@@ -58,6 +58,7 @@ __all__ = [
     "fbank_stats",
     "load_audio",
     "load_dataset",
+    "resolve_split",
     "load_fbank",
     "load_frames",
     "load_image",

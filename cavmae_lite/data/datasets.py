@@ -194,6 +194,19 @@ def load_dataset(
     return AVDataset(manifest, config, rows, train, frames, noise, mean, std, arrays, seed)
 
 
+def resolve_split(data_dir: str | Path, split: str | None, default: str) -> str | None:
+    """The split to read from ``data_dir`` when a CLI user gave ``split`` (None = not given).
+
+    Given: used as is ("all" = the whole manifest). Not given: ``default`` when the manifest has ``split`` keys
+    (``prepare`` / ``make-data`` output), else None = every entry (an official datafile: one JSON per split).
+    """
+    if split == "all":
+        return None
+    if split is not None:
+        return split
+    return default if any("split" in e for e in read_manifest(data_dir).entries) else None
+
+
 # ----- statistics ------------------------------------------------------------------------------------------
 
 
@@ -249,4 +262,4 @@ def collate(items: list[dict]) -> dict:
     return out
 
 
-__all__ = ["AVDataset", "collate", "fbank_stats", "load_dataset"]
+__all__ = ["AVDataset", "collate", "fbank_stats", "load_dataset", "resolve_split"]
