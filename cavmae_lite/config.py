@@ -206,7 +206,12 @@ class TrainConfig:
         every ``decay_every`` epochs thereafter (use with ``optimizer="adam"``, ``weight_decay=5e-7``);
       * ``constant`` warm-up, then flat.
     ``mae_weight`` / ``contrast_weight`` / ``contrast_negatives`` / ``bidirectional_contrast`` override the model
-    config when not None.
+    config when not None. ``contrast_groups`` G computes the InfoNCE (and c_acc) within G consecutive chunks of
+    each process's batch and averages them, as the official 4-GPU runs did (``batch_size`` must divide by G).
+    ``init``: weights to start a new run from (ours, an official CAV-MAE or an ImageNet MAE checkpoint; see
+    :func:`cavmae_lite.mae_init.init_from`); a resumed run takes its checkpoint's weights instead.
+    ``keep_epochs``: also write ``epoch_<E>.pt`` (weights) at the end of every epoch. ``eval_retrieval``: the
+    per-epoch validation (``pretrain(..., eval_dataset=...)``) also reports retrieval R@1.
     Stopping: whichever of ``max_steps``, ``epochs`` and ``max_minutes`` comes first (at least one is needed).
     """
 
@@ -234,6 +239,10 @@ class TrainConfig:
     contrast_weight: float | None = None
     contrast_negatives: str | None = None
     bidirectional_contrast: bool | None = None
+    contrast_groups: int = 1
+    init: str | None = None
+    keep_epochs: bool = False
+    eval_retrieval: bool = True
     checkpoint_every: int = 500
     log_every: int = 10
     num_workers: int = 0
@@ -266,6 +275,10 @@ class TrainConfig:
         if self.contrast_negatives not in (None, "global", "local"):
             raise ValueError(f"TrainConfig.contrast_negatives must be 'global' or 'local', got "
                              f"{self.contrast_negatives!r}")
+        g = self.contrast_groups
+        if g < 1 or self.batch_size % g or self.batch_size // g < 2:
+            raise ValueError(f"TrainConfig.contrast_groups={g} must divide batch_size={self.batch_size} into InfoNCE "
+                             f"groups of at least 2 clips (e.g. batch 48 with 4 groups of 12)")
         if self.warmup_steps < 0 or self.checkpoint_every <= 0 or self.log_every <= 0:
             raise ValueError("TrainConfig.warmup_steps must be >= 0, checkpoint_every and log_every > 0")
 
@@ -287,7 +300,14 @@ class TrainConfig:
           per clip instead of 4. Ten CPU-minutes: R@1 0.15 (batch 64, mask 0.5) -> 0.19-0.20 (batch 128, 0.3);
         * ``amp="auto"``: bf16 autocast on a CPU with native bf16 (and on CUDA), 1.7x the steps per minute here.
 
-        ``base``: the released CAV-MAE Base recipe (Adam, lr 5e-5, batch 48, official schedule, 75 % masking).
+        ``base``: the released CAV-MAE Base recipe (Adam, lr 5e-5, official schedule, 25 epochs, 75 % masking)
+        with the released runs' contrastive batch: 48 clips in ``contrast_groups=4`` InfoNCE groups of 12 with
+        ``contrast_negatives="local"``, i.e. what 4 GPUs under ``DataParallel`` with 12 clips each computed
+        (11 negatives per clip), on one device; the four group losses are averaged where the official code summed
+        them (a constant factor 4 that Adam all but ignores). Under DDP each process keeps its own
+        4 groups of 12 (pass ``contrast_groups=1`` and ``batch_size=12`` per process on 4 GPUs for the same total
+        batch). Precision stays ``auto``; pass ``amp="fp16"`` for the released runs' fp16 autocast + GradScaler.
+        Start from ``init=`` an ImageNet MAE ViT-B checkpoint as they did.
         ``official``: same as base.
         """
         if name == "tiny":
@@ -295,7 +315,8 @@ class TrainConfig:
                                     bidirectional_contrast=True, mask_ratio_a=0.3, mask_ratio_v=0.3)
         elif name in ("base", "official"):
             d = dict(batch_size=48, lr=5e-5, optimizer="adam", weight_decay=5e-7, betas=(0.95, 0.999),
-                     schedule="official", warmup_steps=0, clip_grad=None, epochs=25)
+                     schedule="official", warmup_steps=0, clip_grad=None, epochs=25, contrast_groups=4,
+                     contrast_negatives="local")
         else:
             d = {}
         d.update(overrides)

@@ -71,6 +71,7 @@ def info_nce(
     temperature: float = 0.05,
     bidirectional: bool = False,
     gather: bool = False,
+    groups: int = 1,
 ) -> ContrastiveResult:
     """InfoNCE between pooled audio and video embeddings, (N, D) each.
 
@@ -78,14 +79,34 @@ def info_nce(
     Single direction (official): L_c = -1/N sum_j log( exp(S[j, j]) / sum_i exp(S[i, j]) ), i.e. each video
     picks its audio among the batch. ``bidirectional`` averages that with the audio -> video direction.
     ``gather=True`` uses the embeddings of every torch.distributed rank as negatives (gradients kept).
+
+    ``groups=G`` splits the N clips into G consecutive chunks of N / G; each chunk is its own InfoNCE (its clips
+    are the only negatives) and loss and accuracy are the means over the chunks. This is what the official
+    4-GPU ``DataParallel`` runs computed for a batch of 4 x 12 (spec §5.2). With ``gather``, group g holds chunk
+    g of every rank (world * N / G clips). ``logits`` is then (G, n, n), one block per group.
     """
     if audio_emb.dim() != 2 or audio_emb.shape != video_emb.shape:
         raise ValueError(
             f"info_nce expects two (N, D) tensors of equal shape, got {tuple(audio_emb.shape)} and "
             f"{tuple(video_emb.shape)}"
         )
+    n = audio_emb.shape[0]
+    if groups < 1 or (groups > 1 and (n % groups or n // groups < 2)):
+        raise ValueError(f"info_nce groups={groups} must divide the batch of {n} clips into chunks of at least 2")
     if gather:
         audio_emb, video_emb = all_gather_with_grad(audio_emb), all_gather_with_grad(video_emb)
+    if groups == 1:
+        return _info_nce_block(audio_emb, video_emb, temperature, bidirectional)
+    world = audio_emb.shape[0] // n  # 1 unless gathered: rows are [rank 0's N | rank 1's N | ...]
+    split = lambda x: x.reshape(world, groups, n // groups, -1).transpose(0, 1).reshape(groups, world * n // groups, -1)
+    parts = [_info_nce_block(a, v, temperature, bidirectional) for a, v in zip(split(audio_emb), split(video_emb))]
+    mean = lambda xs: torch.stack(xs).mean()
+    return ContrastiveResult(mean([p.loss for p in parts]), mean([p.accuracy for p in parts]),
+                             torch.stack([p.logits for p in parts]))
+
+
+def _info_nce_block(audio_emb: Tensor, video_emb: Tensor, temperature: float, bidirectional: bool) -> ContrastiveResult:
+    """InfoNCE of one (M, D) x (M, D) block, every other clip of the block a negative."""
     a = F.normalize(audio_emb, dim=-1)
     v = F.normalize(video_emb, dim=-1)
     logits = a @ v.T / temperature

@@ -35,6 +35,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint, strip_module_prefix
 from .config import CAVMAEConfig, TrainConfig
+from .mae_init import init_from
 from .model import CAVMAE
 from .runtime import (
     ResumableSampler,
@@ -46,6 +47,7 @@ from .runtime import (
     set_rng_state,
     setup_distributed,
 )
+from .validation import after_epoch, eval_batch_size, with_contrast_groups
 
 CHECKPOINT_NAME = "checkpoint.pt"
 
@@ -106,6 +108,7 @@ class PretrainResult:
     out_dir: Path | None = None
     stopped: str = ""  # max_steps | epochs | max_minutes | stop_after | already_finished
     amp: str = "none"
+    validation: list[dict[str, Any]] = field(default_factory=list)  # this call's per-epoch validation lines
 
 
 @dataclass
@@ -184,19 +187,21 @@ def _open_run(config: CAVMAEConfig, tc: TrainConfig, dataset: Dataset, out_dir: 
                              "stopped": ""}
     out = Path(out_dir) if out_dir is not None else None
     ckpt_path = out / CHECKPOINT_NAME if out is not None else None
-    if resume and ckpt_path is not None and ckpt_path.is_file():
+    if resume and ckpt_path is not None and ckpt_path.is_file():  # the checkpoint's weights win over tc.init
         ck = load_checkpoint(ckpt_path)
         model.load_state_dict(ck["model"])
         optimizer.load_state_dict(ck["optimizer"])
         scaler.load_state_dict(ck["scaler"])
         state.update(ck["state"])
         set_rng_state(ck["rng"][rank] if rank < len(ck["rng"]) else ck["rng"][0])
-    elif out is not None and rank == 0:
-        if ckpt_path.is_file():
+    else:
+        if ckpt_path is not None and rank == 0 and ckpt_path.is_file():
             raise FileExistsError(f"{ckpt_path} exists: pass --resume to continue it, or choose another --out")
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps({"model": config.to_dict(), "train": tc.to_dict(),
-                                                     "world_size": world}, indent=2) + "\n")
+        init = init_from(tc.init, model) if tc.init else None  # weights only, on every rank
+        if out is not None and rank == 0:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "config.json").write_text(json.dumps({"model": config.to_dict(), "train": tc.to_dict(),
+                                                         "world_size": world, "init": init}, indent=2) + "\n")
     limits = [x for x in (tc.max_steps, tc.epochs and tc.epochs * steps_per_epoch) if x]
     state["total_steps"] = min(limits) if limits else None  # the cosine horizon follows the budget given now
     ddp_model: nn.Module = model
@@ -270,6 +275,7 @@ def _optimizer_step(run: _Run, batches, bad_run: int) -> tuple[dict[str, float],
         with contextlib.nullcontext() if sync else run.ddp_model.no_sync():
             with autocast(run.amp, device):
                 o = run.step_fn(audio, video, tc.mask_ratio_a, tc.mask_ratio_v, mask_mode=tc.mask_mode)
+                o = with_contrast_groups(o, run.config, tc.contrast_groups)
             loss = o.loss.float()
             finite = _all_finite(bool(torch.isfinite(loss)), device, world) and finite
             if finite:
@@ -283,8 +289,11 @@ def _optimizer_step(run: _Run, batches, bad_run: int) -> tuple[dict[str, float],
         finite = bool(torch.isfinite(gnorm)) or run.amp == "fp16"  # fp16: the scaler skips inf grads
         parts["grad_norm"] = float(gnorm)
     if finite:
-        run.scaler.step(run.optimizer)
+        scale = run.scaler.get_scale()
+        run.scaler.step(run.optimizer)  # fp16: skipped when a gradient is Inf / NaN, as the official loop did
         run.scaler.update()
+        if run.amp == "fp16":
+            parts["overflow"] = float(run.scaler.get_scale() < scale)  # 1: that skip happened, the scale halved
         run.optimizer.zero_grad(set_to_none=True)
         bad_run = 0
     else:
@@ -358,9 +367,7 @@ class _Logger:
             if run.amp == "fp16":
                 m["scale"] = run.scaler.get_scale()
             self.history.append(m)
-            if self.file is not None:
-                with open(self.file, "a") as f:
-                    f.write(json.dumps(m) + "\n")
+            self.write(m)
             if self.bar is not None:
                 self.bar.set_postfix(loss=f"{m['loss']:.3f}", rec_a=f"{m['loss_rec_a']:.3f}",
                                      rec_v=f"{m['loss_rec_v']:.3f}", c_acc=f"{m['c_acc']:.2f}",
@@ -370,6 +377,11 @@ class _Logger:
             self.window, self.t_window, self.n_window = {}, now, 0
         if self.bar is not None:
             self.bar.update(1)
+
+    def write(self, m: dict[str, Any]) -> None:
+        if self.file is not None:
+            with open(self.file, "a") as f:
+                f.write(json.dumps(m) + "\n")
 
     def close(self) -> None:
         if self.bar is not None:
@@ -387,6 +399,7 @@ def pretrain(
     model: CAVMAE | None = None,
     start_time: float | None = None,
     stop_after: int | None = None,
+    eval_dataset: Dataset | None = None,
 ) -> PretrainResult:
     """Pretrain a CAV-MAE on ``dataset`` (items: dicts with ``audio`` (T, F) and ``video`` (3, H, W)).
 
@@ -396,13 +409,16 @@ def pretrain(
     on_step(step, metrics): called every ``log_every`` steps with the averaged metrics (for live plots).
     model: start from these weights instead of a fresh init. start_time: ``time.time()`` the
     ``max_minutes`` budget counts from (default: now). stop_after: end this call after that many optimiser
-    steps without a final checkpoint (simulates a kill; for tests).
+    steps without a final checkpoint (simulates a kill; for tests). eval_dataset: validate at every epoch end
+    (:func:`cavmae_lite.validation.after_epoch`: metrics.jsonl line, best.pt; ``tc.keep_epochs``: epoch_<E>.pt).
     """
     tc = train_config
     start_time = time.time() if start_time is None else start_time
     overrides = {k: getattr(tc, k) for k in ("mae_weight", "contrast_weight", "contrast_negatives",
                                              "bidirectional_contrast") if getattr(tc, k) is not None}
     run = _open_run(config.replace(**overrides), tc, dataset, out_dir, resume, model, start_time)
+    if eval_dataset is not None:
+        eval_batch_size(len(eval_dataset), run.config, tc, run.world)  # too small a set fails now, not at epoch end
     done = _limit_reached(run)
     if done:
         if run.rank == 0 and progress:
@@ -413,7 +429,7 @@ def pretrain(
         print(f"resumed from {run.ckpt_path} at step {run.state['step']}")
     log = _Logger(run, on_step, progress)
     run.model.train()
-    stopped, steps_this_call, bad_run = "", 0, 0
+    stopped, steps_this_call, bad_run, validation = "", 0, 0, []
     while not stopped:
         batches = _epoch_batches(run, dataset)
         while not stopped:
@@ -429,13 +445,16 @@ def pretrain(
             stopped = "stop_after" if stop_after is not None and steps_this_call >= stop_after else _limit_reached(run)
             if stopped and stopped != "stop_after":
                 run.state["stopped"] = stopped
-            if run.state["step"] % tc.checkpoint_every == 0 or stopped not in ("", "stop_after"):
+            if end_of_epoch and (eval_dataset is not None or tc.keep_epochs):  # validate, then save last / best
+                validation.append(after_epoch(run, eval_dataset, lambda: _save(run), log.write))
+            elif run.state["step"] % tc.checkpoint_every == 0 or stopped not in ("", "stop_after"):
                 _save(run)
             if end_of_epoch:
                 break  # a new epoch: new sampler order
         del batches
     log.close()
-    return PretrainResult(run.model, log.history, run.state["step"], run.out, stopped, run.amp)
+    return PretrainResult(run.model, log.history, run.state["step"], run.out, stopped, run.amp,
+                          [v for v in validation if v is not None])
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -28,6 +28,12 @@ _FLAGS = {
     "bidirectional": (lambda s: s.lower() in ("1", "true", "yes", "on"),
                       "true/false: InfoNCE in both directions (tiny preset: true; paper: false)"),
     "negatives": (str, "global (gather across ranks) or local (official per-GPU negatives)"),
+    "contrast_groups": (int, "split each process's batch into G InfoNCE groups, as the official 4-GPU runs did "
+                        "(base: 4 groups of 12; default 1)"),
+    "init": (str, "start a new run from these weights: one of our checkpoints / run dirs, an official CAV-MAE "
+             ".pth, or an ImageNet MAE ViT-B .pth (adapted to two streams); ignored on --resume"),
+    "eval_retrieval": (lambda s: s.lower() in ("1", "true", "yes", "on"),
+                       "true/false: per-epoch validation also reports retrieval R@1 (default true)"),
     "checkpoint_every": (int, "optimiser steps between checkpoints (default 500)"),
     "log_every": (int, "steps between metrics lines (default 10)"),
     "num_workers": (int, "DataLoader workers (default 0: exact resume on CPU)"),
@@ -54,6 +60,10 @@ def add_pretrain_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, help="seed for init, data order and masking (default 0)")
     for name, (typ, text) in _FLAGS.items():
         p.add_argument("--" + name.replace("_", "-"), type=typ, help=text)
+    p.add_argument("--eval-data", help="validation set (folder or manifest / official datafile JSON): losses "
+                   "(and R@1) after every epoch into metrics.jsonl, best.pt = lowest validation loss")
+    p.add_argument("--eval-split", help="split of --eval-data (default: val when it has split keys, else all)")
+    p.add_argument("--keep-epochs", action="store_true", help="also keep every epoch's weights as epoch_<E>.pt")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (falls back to eager)")
     p.add_argument("--deterministic", action="store_true", help="torch.use_deterministic_algorithms")
     p.add_argument("--no-progress", action="store_true", help="no tqdm bar")
@@ -74,10 +84,15 @@ def build_configs(args: argparse.Namespace):
         given["compile"] = True
     if args.deterministic:
         given["deterministic"] = True
+    if args.keep_epochs:
+        given["keep_epochs"] = True
+    if given.get("init"):  # recorded in config.json: make it independent of the working directory
+        given["init"] = str(Path(given["init"]).expanduser().resolve())
     if args.resume and saved.is_file():
         d = json.loads(saved.read_text())
         budget = {k: v for k, v in given.items() if k in ("max_steps", "max_minutes", "epochs", "checkpoint_every",
-                                                         "log_every", "num_workers", "device")}
+                                                         "log_every", "num_workers", "device", "keep_epochs",
+                                                         "eval_retrieval")}
         return CAVMAEConfig.from_dict(d["model"]), TrainConfig.from_dict(d["train"], **budget)
     name = args.config
     if Path(name).is_file():
@@ -90,6 +105,7 @@ def build_configs(args: argparse.Namespace):
 
 def run_pretrain(args: argparse.Namespace) -> int:
     start = time.time()
+    from .checkpoints import CheckpointError
     from .cli import UserError
     from .train import TrainingDiverged, pretrain
 
@@ -105,14 +121,22 @@ def run_pretrain(args: argparse.Namespace) -> int:
         data_dir = ensure_default_dataset(default_data_dir())
     dataset = load_dataset(data_dir, config=config, split=resolve_split(data_dir, args.split, "train"), train=True,
                            seed=tc.seed, label_csv=args.labels)
+    eval_set = None
+    if args.eval_data is not None:
+        eval_set = load_dataset(args.eval_data, config=config, split=resolve_split(args.eval_data, args.eval_split,
+                                "val"), train=False, label_csv=args.labels)
     try:
         result = pretrain(config, tc, dataset, args.out, resume=args.resume, progress=not args.no_progress,
-                          start_time=start)
-    except (TrainingDiverged, FileExistsError) as e:
+                          start_time=start, eval_dataset=eval_set)
+    except (TrainingDiverged, FileExistsError, CheckpointError) as e:
         raise UserError(str(e)) from e
     last = result.history[-1] if result.history else {}
     summary = {"step": result.step, "stopped": result.stopped, "minutes": round((time.time() - start) / 60, 2),
                **{k: round(last[k], 4) for k in ("loss", "loss_rec_a", "loss_rec_v", "c_acc") if k in last}}
+    if result.validation:
+        val = result.validation[-1]
+        summary.update({k: round(val[k], 4) for k in ("val_loss", "val_c_acc", "val_r1_a2v") if k in val},
+                       best_epoch=val.get("best_epoch"))
     import torch.distributed as dist
 
     if not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0:
