@@ -220,11 +220,25 @@ def load_strict(model: nn.Module, state_dict: dict[str, Tensor], source: str = "
     model.load_state_dict(state_dict, strict=True)
 
 
+def nonorm_hint(name: str | Path) -> str | None:
+    """A warning when a file name says "nonorm" (the released ``cav-mae-base-nonorm.pth``), else None."""
+    if "nonorm" not in Path(name).name.lower().replace("-", "").replace("_", ""):
+        return None
+    return (f"{Path(name).name}: the name suggests a model pretrained without norm_pix_loss (the released "
+            "CAV-MAE-Base-NoNorm, for inpainting), which the weights cannot tell; loading it as a norm_pix_loss "
+            "model un-normalises its predictions wrongly. Pass norm_pix_loss=False (reconstruct: "
+            "--no-norm-pix-loss), or norm_pix_loss=True to silence this")
+
+
 def load_official(cls: type, path_or_state_dict: str | Path | dict, pos_resize: str = "trim", **overrides: Any):
     """Build ``cls`` (CAVMAE or CAVMAEClassifier) from official weights; see ``CAVMAE.from_official``.
 
     ``pos_resize`` ("trim" or "interpolate") adapts the audio positional tables when ``audio_length`` is
     overridden to a clip length other than the checkpoint's (official issues #8 / #27).
+
+    ``norm_pix_loss`` cannot be read from the weights: it defaults to True (every released model but
+    ``CAV-MAE-Base-NoNorm``); pass ``norm_pix_loss=False`` for that one, so that the config records it and
+    reconstructions are taken as input units. A file whose name says "nonorm" loaded without the argument warns.
     """
     from .model import CAVMAEClassifier
 
@@ -232,6 +246,9 @@ def load_official(cls: type, path_or_state_dict: str | Path | dict, pos_resize: 
         source, raw = "state dict", path_or_state_dict
     else:
         source, raw = str(path_or_state_dict), load_checkpoint(path_or_state_dict)
+        hint = nonorm_hint(path_or_state_dict)
+        if hint and "norm_pix_loss" not in overrides:
+            warnings.warn(hint, stacklevel=3)
     official = strip_module_prefix(_as_state_dict(raw, source))
     is_classifier = issubclass(cls, CAVMAEClassifier)
     # a classifier has no decoder: its sizes must not constrain (or fail) the config

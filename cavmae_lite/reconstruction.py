@@ -37,7 +37,8 @@ def unnormalize_patches(pred: Tensor, target: Tensor, mask: Tensor, grid: tuple[
       ``"target"``  the true patch's own statistics (it peeks at removed patches: for comparison only),
       ``"visible"`` the patch's own statistics if visible, else an inverse-squared-distance average over the
                     *visible* patches of the grid (only information the model was given),
-      ``"none"``    nothing: the prediction is already in input space (model trained without norm_pix).
+      ``"none"``    nothing: the prediction is already in input space (a model trained without norm_pix, e.g.
+                    the official NoNorm checkpoint, loaded with ``from_official(..., norm_pix_loss=False)``).
     """
     if stats not in STATS:
         raise ValueError(f"stats must be one of {STATS}, got {stats!r}")

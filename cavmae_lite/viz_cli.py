@@ -6,6 +6,7 @@ Sits above :mod:`cavmae_lite.viz` and :mod:`cavmae_lite.zoo` (the default model 
 from __future__ import annotations
 
 import argparse
+import warnings
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -27,19 +28,53 @@ def add_reconstruct_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="masking seed (default 0)")
     p.add_argument("--stats", choices=list(STATS), help="patch statistics to un-normalise norm_pix predictions "
                    "(default: visible for norm_pix models, none otherwise)")
+    p.add_argument("--no-norm-pix-loss", dest="norm_pix_loss", action="store_false", default=None,
+                   help="the official checkpoint was pretrained without norm_pix_loss (CAV-MAE-Base-NoNorm): its "
+                   "predictions are input units, shown as they are (the weights cannot tell)")
     p.add_argument("--frame", type=int, help="frame index to use (default: the middle frame)")
     p.add_argument("--dpi", type=int, default=120)
 
 
-def load_model_for_viz(checkpoint: str | Path | None, device: str = "cpu"):
-    """A pretraining CAVMAE from a cavmae-lite checkpoint / run dir, an official .pth, or the zoo when None."""
+def _official_state_dict(path: Path) -> dict | None:
+    """The state dict of an official CAV-MAE file, or None for anything else (our checkpoints, run folders)."""
+    from .checkpoints import load_checkpoint
+
+    if path.is_dir() or not path.is_file():
+        return None
+    obj = load_checkpoint(path)
+    sd = obj.get("model", obj) if isinstance(obj, dict) and "model_config" not in obj else None
+    keys = ("module.blocks_a.", "blocks_a.", "module.patch_embed_a", "patch_embed_a")
+    return sd if isinstance(sd, dict) and any(str(k).startswith(keys) for k in sd) else None
+
+
+def load_model_for_viz(checkpoint: str | Path | None, device: str = "cpu", norm_pix_loss: bool | None = None):
+    """A pretraining CAVMAE from a cavmae-lite checkpoint / run dir, an official .pth, or the zoo when None.
+
+    ``norm_pix_loss``: for an official file, whether it was pretrained with norm_pix_loss (None = True, the
+    released default; a file named "*nonorm*" then warns). Our checkpoints record it: a value that contradicts
+    the record raises ``ValueError``.
+    """
     if checkpoint is None:
         from .zoo import pretrained_tiny
 
-        return pretrained_tiny(device=device)
-    from .train import load_pretrained  # reads our checkpoints, run folders and official CAV-MAE files
+        model = pretrained_tiny(device=device)
+    else:
+        from .checkpoints import nonorm_hint
+        from .model import CAVMAE
+        from .train import load_pretrained  # reads our checkpoints and run folders
 
-    return load_pretrained(Path(checkpoint)).to(device).eval()
+        official = _official_state_dict(Path(checkpoint))
+        if official is not None:
+            if norm_pix_loss is None and nonorm_hint(checkpoint):
+                warnings.warn(nonorm_hint(checkpoint), stacklevel=2)
+            flags = {} if norm_pix_loss is None else {"norm_pix_loss": norm_pix_loss}
+            return CAVMAE.from_official(official, **flags).to(device).eval()
+        model = load_pretrained(Path(checkpoint)).to(device).eval()
+    if norm_pix_loss is not None and norm_pix_loss != model.config.norm_pix_loss:
+        raise ValueError(f"{checkpoint or 'the shipped tutorial model'} records norm_pix_loss="
+                         f"{model.config.norm_pix_loss} in its config; --no-norm-pix-loss is for official checkpoints, "
+                         "whose weights cannot tell")
+    return model
 
 
 def clip_inputs(clip: str, config, frame: int | None = None) -> tuple[Tensor, Tensor, str]:
@@ -66,7 +101,7 @@ def clip_inputs(clip: str, config, frame: int | None = None) -> tuple[Tensor, Te
 def run_reconstruct(args: argparse.Namespace) -> int:
     plt.switch_backend("Agg")
     torch.manual_seed(args.seed)
-    model = load_model_for_viz(args.checkpoint)
+    model = load_model_for_viz(args.checkpoint, norm_pix_loss=getattr(args, "norm_pix_loss", None))
     audio, video, name = clip_inputs(args.clip, model.config, args.frame)
     ra = args.mask_ratio if args.mask_ratio_a is None else args.mask_ratio_a
     rv = args.mask_ratio if args.mask_ratio_v is None else args.mask_ratio_v
@@ -78,8 +113,12 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     fig.savefig(out, dpi=args.dpi)
     plt.close(fig)
     err = rec.errors()
-    print(f"wrote {out} (masked-patch MSE, normalised targets: audio {rec.loss_a:.4f}, video {rec.loss_v:.4f}; "
-          f"input units: audio {err['audio']:.4f}, video {err['video']:.4f})")
+    if model.config.norm_pix_loss:
+        print(f"wrote {out} (masked-patch MSE, normalised targets: audio {rec.loss_a:.4f}, video {rec.loss_v:.4f}; "
+              f"input units ({rec.stats!r} statistics): audio {err['audio']:.4f}, video {err['video']:.4f})")
+    else:
+        print(f"wrote {out} (model trained without norm_pix_loss; masked-patch MSE in input units: audio "
+              f"{rec.loss_a:.4f}, video {rec.loss_v:.4f})")
     return 0
 
 

@@ -10,7 +10,7 @@ import torch
 from cavmae_lite.cli import main
 from cavmae_lite.config import CAVMAEConfig
 from cavmae_lite.data import load_dataset, read_manifest
-from cavmae_lite.data.prepare import prepare, video_id_for
+from cavmae_lite.data.prepare import assign_video_ids, is_safe_id, padding_warning, prepare, source_name, video_id_for
 from cavmae_lite.data.writers import moving_frames, tone, write_video
 
 GOOD = {
@@ -84,7 +84,8 @@ def test_every_good_clip_prepared_every_bad_file_reported(src, prepared):
     assert ".hidden.mp4" not in skipped and len(skipped) + len(report["prepared"]) == len(GOOD) + len(BAD) + 6
     assert all(str(src) not in r for r in skipped.values())  # reasons do not repeat the path
     warn = {(w["file"], w["warning"].split(" ")[0]) for w in report["warnings"]}
-    assert ("bird/f.mkv", "only") in warn and ("bird/silent.mp4", "audio") in warn
+    assert ("bird/f.mkv", "only") in warn
+    assert any(w["file"] == "bird/silent.mp4" and "silent" in w["warning"] for w in report["warnings"])
     assert any(f == "cat/cut.webm" for f, _ in warn), report["warnings"]
     on_disk = json.loads((out / "prepare_report.json").read_text())
     assert on_disk["prepared"] == report["prepared"]
@@ -153,3 +154,82 @@ def test_cli_exit_status(src, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "no clip could be prepared" in err
     assert json.loads((tmp_path / "none" / "prepare_report.json").read_text())["skipped"][0]["file"] == "x.mp4"
+
+
+# ----- ids: verbatim when safe, changed (and recorded) only when unsafe or shared ----------------------------
+
+YOUTUBE_STYLE = ["DWKN92ewsJ_", "--4gqARaEJE", "_-x-_", "-a_b-", "a.b_30.000", "Zz9_-.", "0"]
+
+
+def _clip(path, seconds=1.0):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_video(path, moving_frames(4, 16, 16), audio=tone(seconds)[None], vcodec="mpeg4", acodec="pcm_s16le")
+
+
+def test_youtube_style_ids_kept_verbatim_and_the_cli_reads_the_manifest_without_splits(tmp_path, capsys):
+    for name in YOUTUBE_STYLE:
+        _clip(tmp_path / "src" / f"{name}.mkv")
+    report = prepare(tmp_path / "src", tmp_path / "out", num_frames=2, frame_size=32, workers=1, progress=False)
+    m = read_manifest(tmp_path / "out")
+    assert sorted(e["video_id"] for e in m.entries) == sorted(YOUTUBE_STYLE) == sorted(report["prepared"])
+    assert all("source_name" not in e and "split" not in e for e in m.entries) and report["renamed"] == []
+    for e in m.entries:
+        assert m.wav_path(e).name == e["video_id"] + ".wav" and m.frame_path(e, 1).is_file()
+    weights = "cavmae_lite/weights/tiny.pt"
+    assert main(["evaluate", "retrieval", "--checkpoint", weights, "--data", str(tmp_path / "out" / "manifest.json"),
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["n"] == len(YOUTUBE_STYLE)
+
+
+def test_unsafe_or_shared_names_changed_uniquely_with_the_original_recorded(tmp_path):
+    rels = ["my clip.mp4", "my?clip.mp4", "my_clip.mp4", "café.mp4", "a\\b.mp4", "dog/a.mp4", "cat/a.mp4",
+            "ok-id_.mp4", "x" * 250 + ".mp4"]
+    ids = assign_video_ids(rels)
+    assert ids["ok-id_.mp4"] == "ok-id_" and ids["my_clip.mp4"] == "my_clip"  # safe and unshared: verbatim
+    changed = [r for r in rels if r not in ("ok-id_.mp4", "my_clip.mp4")]
+    assert all(ids[r] != source_name(r) and is_safe_id(ids[r]) for r in changed), ids
+    assert len(set(ids.values())) == len(rels)  # "my clip" and "my?clip" both sanitise to my_clip: no collision
+    assert ids["my clip.mp4"].startswith("my_clip-") and ids["dog/a.mp4"].startswith("a-")
+    assert assign_video_ids(rels) == ids  # deterministic
+    folded = assign_video_ids(["Ab.mp4", "ab.mp4", "CD.mp4"], case_insensitive=True)  # e.g. macOS
+    assert folded["CD.mp4"] == "CD" and len({v.casefold() for v in folded.values()}) == 3
+    assert assign_video_ids(["Ab.mp4", "ab.mp4"]) == {"Ab.mp4": "Ab", "ab.mp4": "ab"}  # case-sensitive OUT
+
+    for rel in ("my clip.mp4", "my?clip.mp4", "café.mp4", "dog/a.mp4", "cat/a.mp4", "keep_me-.mp4"):
+        _clip(tmp_path / "src" / rel)
+    report = prepare(tmp_path / "src", tmp_path / "out", num_frames=2, frame_size=32, workers=1, progress=False)
+    m = read_manifest(tmp_path / "out")
+    by_source = {e["source"]: e for e in m.entries}
+    assert by_source["keep_me-.mp4"]["video_id"] == "keep_me-" and "source_name" not in by_source["keep_me-.mp4"]
+    for rel in ("my clip.mp4", "my?clip.mp4", "café.mp4", "dog/a.mp4", "cat/a.mp4"):
+        assert by_source[rel]["source_name"] == source_name(rel) and by_source[rel]["video_id"] != source_name(rel)
+    assert len({e["video_id"] for e in m.entries}) == 6 and len(report["renamed"]) == 5
+    assert {c for c in m.class_names} == {"cat", "dog"}
+
+
+# ----- short clips: the warning says how much of the model's fbank is padding --------------------------------
+
+
+@pytest.mark.parametrize(("audio_length", "expected"), [(1024, "97 % of the 10.24-s fbank is padding"),
+                                                       (256, "89 % of the 2.56-s fbank is padding")])
+def test_short_clip_warning_states_the_padding_fraction(tmp_path, audio_length, expected):
+    _clip(tmp_path / "src" / "short.mkv", seconds=0.3)  # 4800 samples -> 28 fbank frames
+    _clip(tmp_path / "src" / "long.mkv", seconds=2.6)  # 258 frames: fills the tiny size, 75 % padding at base
+    report = prepare(tmp_path / "src", tmp_path / "out", num_frames=2, frame_size=32, workers=1, progress=False,
+                     audio_length=audio_length)
+    warned = {w["file"]: w["warning"] for w in report["warnings"] if "padding" in w["warning"]}
+    assert expected in warned["short.mkv"] and "0.30 s (28 fbank frames" in warned["short.mkv"]
+    if audio_length == 1024:
+        assert "75 % of the 10.24-s fbank is padding" in warned["long.mkv"]
+    else:
+        assert "long.mkv" not in warned  # 258 >= 256 frames: nothing padded
+    assert padding_warning(160000, 1024) is None  # a 10-s clip: 2.5 % padding, no warning
+
+
+def test_cli_short_clip_warning_uses_the_config_size(tmp_path, capsys):
+    _clip(tmp_path / "src" / "short.mkv", seconds=0.3)
+    assert main(["prepare", str(tmp_path / "src"), str(tmp_path / "out"), "--frames", "2", "--frame-size", "32",
+                 "--workers", "1", "--quiet", "--config", "tiny"]) == 0
+    report = json.loads((tmp_path / "out" / "prepare_report.json").read_text())
+    assert any("89 % of the 2.56-s fbank is padding" in w["warning"] for w in report["warnings"])
+    assert report["settings"]["audio_length"] == 256

@@ -166,6 +166,22 @@ def wav_to_fbank(wave: torch.Tensor, sample_rate: int = SAMPLE_RATE, num_mel_bin
     )
 
 
+def num_fbank_frames(num_samples: int, sample_rate: int = SAMPLE_RATE) -> int:
+    """Frames :func:`wav_to_fbank` gives for ``num_samples``: 1 + (n - 400) // 160 at 16 kHz (0 if shorter)."""
+    win, hop = int(0.025 * sample_rate), int(0.010 * sample_rate)
+    return 0 if num_samples < win else 1 + (int(num_samples) - win) // hop
+
+
+def padding_fraction(num_samples: int, target_length: int, sample_rate: int = SAMPLE_RATE) -> float:
+    """Fraction of a ``target_length``-frame model input that :func:`pad_or_crop` fills with padding.
+
+    A 2.6-s clip (41,600 samples, 258 frames) at the base length 1024 gives 0.748; 10 s (998 frames) 0.025.
+    """
+    if target_length < 1:
+        raise ValueError(f"target_length must be >= 1 fbank frame, got {target_length}")
+    return max(0, target_length - num_fbank_frames(num_samples, sample_rate)) / target_length
+
+
 def pad_or_crop(fbank: torch.Tensor, target_length: int) -> torch.Tensor:
     """Append zero rows at the end (log-mel space, before normalisation) or keep the first ``target_length``."""
     n = fbank.shape[0]

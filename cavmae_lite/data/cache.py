@@ -5,12 +5,14 @@ Layout, for a dataset folder D and a config with T fbank frames, F mel bins, S-p
     D/cache/<manifest stem>-t<T>-f<F>-s<S>/
         audio.npy       float16 (N, T, F)        normalised fbank (padded/cropped to T, stats in meta.json)
         frames.npy      uint8   (N, K, S, S, 3)  K frames per clip, resized + centre-cropped to S
-        num_frames.npy  int16   (N,)             frames really present per clip (<= K; the rest repeat)
+        num_frames.npy  int16   (N,)             the manifest's frame count per clip (<= K; the rest repeat)
         meta.json       sizes, mean/std used, video_ids, the manifest's fingerprint
 
-Rows follow the manifest's entry order. ``load_dataset(..., cache="auto")`` uses a cache whose fingerprint
-matches the current manifest and ignores a stale one (with a warning). Build it with
-``cavmae-lite cache D --config tiny`` or ``prepare --cache``.
+Rows follow the manifest's entry order. A missing frame file is replaced by the nearest lower frame that
+exists (the official loader's fallback) and the clip keeps its manifest frame count, so cached and raw items
+pick the same frames (the evaluation frame is ``num_frames // 2`` either way). ``load_dataset(...,
+cache="auto")`` uses a cache whose fingerprint and format version match and ignores a stale one (with a
+warning). Build it with ``cavmae-lite cache D --config tiny`` or ``prepare --cache``.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from .audio import AUDIOSET_MEAN, AUDIOSET_STD, load_fbank
 from .manifest import Manifest, read_manifest
 from .video import load_image, resize_center_crop
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: num_frames.npy holds the manifest's count, not the frame files found
 
 
 def cache_dir(manifest: Manifest, config) -> Path:
@@ -76,7 +78,9 @@ def open_cache(manifest: Manifest, config, required: bool = False) -> CacheArray
         return None
     meta = json.loads(meta_path.read_text())
     if meta.get("fingerprint") != manifest.fingerprint() or meta.get("version") != CACHE_VERSION:
-        msg = f"cache {d} is stale (the manifest changed since it was built); rebuild it with `cavmae-lite cache`"
+        why = ("the manifest changed since it was built" if meta.get("version") == CACHE_VERSION else
+               f"built by another cavmae-lite version: cache format {meta.get('version')}, this one reads {CACHE_VERSION}")
+        msg = f"cache {d} is stale ({why}); rebuild it with `cavmae-lite cache`"
         if required:
             raise ValueError(msg)
         warnings.warn(msg + "; reading raw files instead", stacklevel=3)
@@ -91,10 +95,15 @@ def open_cache(manifest: Manifest, config, required: bool = False) -> CacheArray
 
 
 def _frames_of(manifest: Manifest, entry: dict, k_max: int, size: int) -> tuple[np.ndarray, int]:
-    """(k_max, S, S, 3) uint8 frames of one entry; missing frame files fall back to the next lower index."""
+    """((k_max, S, S, 3) uint8 frames, the manifest's frame count k) of one entry.
+
+    Frame i < k is file i or, when that file is missing, the nearest lower one that exists (as the raw loader
+    and the official loader do); rows i >= k repeat frame k - 1 (padding, never read through the dataset).
+    """
     k = min(manifest.num_frames(entry), k_max)
+    if k < 1:
+        raise ValueError(f"clip {entry['video_id']}: num_frames must be >= 1, got {manifest.num_frames(entry)}")
     out = np.empty((k_max, size, size, 3), np.uint8)
-    present = 0
     for i in range(k_max):
         j = min(i, k - 1)
         while j >= 0 and not manifest.frame_path(entry, j).is_file():
@@ -103,9 +112,8 @@ def _frames_of(manifest: Manifest, entry: dict, k_max: int, size: int) -> tuple[
             raise FileNotFoundError(
                 f"{manifest.frame_path(entry, min(i, k - 1))}: frame image missing (clip {entry['video_id']})"
             )
-        present += int(j == i)
         out[i] = resize_center_crop(load_image(manifest.frame_path(entry, j)), size)
-    return out, max(present, 1)
+    return out, k
 
 
 def _fill(args) -> None:

@@ -3,9 +3,12 @@
 ``manifest.json`` = ``{"data": [{"video_id", "wav", "video_path", "labels"}, ...]}`` where ``wav`` is the
 audio file, ``video_path`` the folder holding ``frame_<i>/<video_id>.jpg`` and ``labels`` a comma-separated
 list of label ``mid``s. cavmae-lite writes paths **relative to the manifest's folder** (so a dataset can be
-moved, and builds are byte-identical wherever they are made) and adds two optional keys the official code
-ignores: ``split`` ("train"/"val"/"test") and ``num_frames``. Absolute paths (as the official scripts
-write them) are read unchanged.
+moved, and builds are byte-identical wherever they are made) and adds optional keys the official code
+ignores: ``split`` ("train"/"val"/"test"), ``num_frames`` (default 10, the official count), and from
+``prepare`` ``source`` (the video's path relative to its folder) and ``source_name`` (the original file name,
+only where it could not be the id verbatim). Absolute paths (as the official scripts write them) are read
+unchanged; a relative path is resolved against the JSON's folder (the official loader resolves it against its
+working directory).
 
 ``labels.csv`` = header ``index,mid,display_name`` then one row per class, as the official label CSVs.
 """

@@ -12,9 +12,22 @@ then ``manifest.json`` (official datafile format, paths relative to OUT), ``labe
 its reason (the run never stops for one file, and nothing is replaced by a constant). Files are processed
 by parallel workers; a second run reuses every clip whose source file is unchanged (resumable).
 
+Ids: a clip's ``video_id`` is its file name without the extension, exactly as the official scripts take it
+(``SRC/dog/--4gqARaEJE_.mp4`` -> ``--4gqARaEJE_``), whenever that name is filesystem-safe: only letters,
+digits, ``-``, ``_`` and ``.``, in any position (YouTube, AudioSet and VGGSound ids are). A name that is not
+(a space, a non-ASCII letter, ...), or that two files share (``dog/a.mp4`` and ``cat/a.mp4``; on a
+case-insensitive OUT also ``A.mp4`` and ``a.mp4``), is changed to its safe characters plus a hash of its path
+(``my clip.mp4`` -> ``my_clip-<6 hex>``), unique among all the clips; its entry then records the original name
+as ``source_name``. Every entry records its path relative to SRC as ``source``.
+
 Labels: the first sub-folder of a file (``SRC/dog/a.mp4`` -> ``dog``), or ``--labels CSV`` with columns
 ``file`` (path relative to SRC, or its stem) and ``labels`` (comma-separated). Splits: if SRC's top-level
-folders are ``train``/``val``/``test``, they set each clip's ``split`` and classes come from the next level.
+folders are ``train``/``val``/``test``, they set each clip's ``split`` and classes come from the next level;
+otherwise no entry has a ``split`` key, and the commands that read the manifest take it as a whole.
+
+Short audio: a clip whose fbank fills less than three quarters of ``audio_length`` frames (the size of the
+model it is meant for; ``--config``, default base = 1024 frames = 10.24 s) is kept with a warning that states
+how much of the model's input will be padding.
 """
 
 from __future__ import annotations
@@ -30,21 +43,75 @@ import time
 import warnings
 from pathlib import Path
 
-from .audio import SAMPLE_RATE, MediaError, load_audio, write_wav
+from .audio import SAMPLE_RATE, MediaError, load_audio, num_fbank_frames, padding_fraction, write_wav
 from .manifest import LABELS_NAME, MANIFEST_NAME, SPLITS, write_labels, write_manifest
 from .video import load_frames, resize_center_crop
 
 REPORT_NAME = "prepare_report.json"
 STATE_DIR = ".prepare"
+SHORT_AUDIO_PADDING = 0.25  # warn when more than this fraction of the model's fbank would be padding
+
+
+_SAFE = re.compile(r"[A-Za-z0-9._-]+")
+MAX_ID_CHARS = 200  # + ".wav" / ".jpg" and a temporary suffix stays under the usual 255-byte name limit
+
+
+def source_name(rel: str) -> str:
+    """The official id of a file: its name without the (last) extension, ``dir/ab_c.mp4`` -> ``ab_c``."""
+    return Path(rel).stem
+
+
+def is_safe_id(name: str) -> bool:
+    """Letters, digits, ``-``, ``_``, ``.`` only (any position), not ``.`` / ``..``, at most 200 characters."""
+    return bool(_SAFE.fullmatch(name)) and name not in (".", "..") and len(name) <= MAX_ID_CHARS
+
+
+def _changed_id(rel: str, taken: set[str], fold) -> str:
+    """Safe characters of the name + a hash of the path, lengthened until no other clip has it."""
+    base = re.sub(r"[^A-Za-z0-9._-]+", "_", source_name(rel))[: MAX_ID_CHARS - 50].lstrip(".") or "clip"
+    digest = hashlib.sha1(os.fsencode(rel)).hexdigest()
+    for n in range(6, len(digest) + 1, 2):
+        vid = f"{base}-{digest[:n]}"
+        if fold(vid) not in taken:
+            return vid
+    k = 2
+    while fold(f"{base}-{digest}-{k}") in taken:  # a full sha1 clash: practically never
+        k += 1
+    return f"{base}-{digest}-{k}"
+
+
+def assign_video_ids(rels: list[str], case_insensitive: bool = False) -> dict[str, str]:
+    """path relative to SRC -> video_id, for all the files of one run (see the module docstring).
+
+    A name is kept verbatim when it is safe (:func:`is_safe_id`) and no other file has the same name (compared
+    without case when ``case_insensitive``); every other file gets a changed id, unique among all of them.
+    """
+    fold = str.casefold if case_insensitive else (lambda x: x)
+    count: dict[str, int] = {}
+    for rel in rels:
+        count[fold(source_name(rel))] = count.get(fold(source_name(rel)), 0) + 1
+    ids = {rel: source_name(rel) for rel in rels
+           if is_safe_id(source_name(rel)) and count[fold(source_name(rel))] == 1}
+    taken = {fold(v) for v in ids.values()}
+    for rel in sorted(set(rels) - set(ids)):
+        ids[rel] = _changed_id(rel, taken, fold)
+        taken.add(fold(ids[rel]))
+    return ids
 
 
 def video_id_for(rel: str) -> str:
-    """A filesystem-safe id from the path relative to SRC, unique per path (a short hash when sanitised)."""
-    stem = str(Path(rel).with_suffix("")).replace(os.sep, "__")
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._") or "clip"
-    if safe != stem:
-        safe += "-" + hashlib.sha1(rel.encode()).hexdigest()[:6]
-    return safe
+    """The id of one file when no other file shares its name: verbatim if safe, else changed (see above)."""
+    return assign_video_ids([rel])[rel]
+
+
+def _case_insensitive(folder: Path) -> bool:
+    """Whether ``folder``'s filesystem treats ``A`` and ``a`` as the same name (macOS, Windows defaults)."""
+    probe = folder / f".CaseProbe-{os.getpid()}"
+    probe.touch()
+    try:
+        return (folder / probe.name.lower()).exists()
+    finally:
+        probe.unlink()
 
 
 def _problem(e: Exception, path: Path) -> str:
@@ -53,11 +120,25 @@ def _problem(e: Exception, path: Path) -> str:
     return msg[len(prefix):] if msg.startswith(prefix) else f"{type(e).__name__}: {msg}"
 
 
-def process_file(src: Path, rel: str, out: Path, num_frames: int, frame_size: int, channel) -> dict:
-    """Prepare one file; returns ``{"status": "ok"|"skipped", ...}`` (never raises for bad media)."""
+def padding_warning(num_samples: int, audio_length: int, sample_rate: int = SAMPLE_RATE) -> str | None:
+    """The warning for audio whose fbank fills less than 3/4 of ``audio_length`` frames, else None."""
+    frac = padding_fraction(num_samples, audio_length, sample_rate)
+    if frac <= SHORT_AUDIO_PADDING:
+        return None
+    return (f"audio is {num_samples / sample_rate:.2f} s ({num_fbank_frames(num_samples, sample_rate)} fbank frames "
+            f"of {audio_length}): {100 * frac:.0f} % of the {audio_length / 100:.2f}-s fbank is padding")
+
+
+def process_file(src: Path, rel: str, out: Path, num_frames: int, frame_size: int, channel,
+                 video_id: str | None = None, audio_length: int = 1024) -> dict:
+    """Prepare one file; returns ``{"status": "ok"|"skipped", ...}`` (never raises for bad media).
+
+    ``video_id`` defaults to :func:`video_id_for` of ``rel``; ``audio_length`` (fbank frames) sets the
+    short-audio warning.
+    """
     from PIL import Image
 
-    vid = video_id_for(rel)
+    vid = video_id or video_id_for(rel)
     path = src / rel
     result = {"file": rel, "video_id": vid, "warnings": []}
     try:
@@ -77,6 +158,9 @@ def process_file(src: Path, rel: str, out: Path, num_frames: int, frame_size: in
         result["warnings"].append("audio is silent (all samples zero): kept as is")
     elif peak > 1.0:
         result["warnings"].append(f"audio peak {peak:.2f} > 1: clipped to [-1, 1] in the 16-bit wav")
+    short = padding_warning(wave.numel(), audio_length)
+    if short:
+        result["warnings"].append(short)
     distinct = len(set(idx))
     if distinct < num_frames:
         result["warnings"].append(f"only {distinct} distinct frame(s) for {num_frames} asked: frames repeat")
@@ -90,9 +174,24 @@ def process_file(src: Path, rel: str, out: Path, num_frames: int, frame_size: in
         os.replace(jpg.with_name(jpg.name + tmp), jpg)
     st = path.stat()
     result.update(status="ok", size=st.st_size, mtime_ns=st.st_mtime_ns, num_frames=num_frames,
-                  frame_size=frame_size, seconds=round(wave.numel() / SAMPLE_RATE, 3))
+                  frame_size=frame_size, audio_length=audio_length, seconds=round(wave.numel() / SAMPLE_RATE, 3))
     (out / STATE_DIR / f"{vid}.json").write_text(json.dumps(result) + "\n")
     return result
+
+
+def _previous(src: Path, rel: str, out: Path, vid: str, settings: tuple) -> dict | None:
+    """The result of an earlier run for this file, if its source, id and settings are unchanged."""
+    marker = out / STATE_DIR / f"{vid}.json"
+    if not marker.is_file():
+        return None
+    try:
+        prev = json.loads(marker.read_text())
+        st = (src / rel).stat()
+    except (OSError, ValueError):
+        return None
+    same = (prev.get("file"), prev.get("size"), prev.get("mtime_ns"), prev.get("num_frames"), prev.get("frame_size"),
+            prev.get("audio_length")) == (rel, st.st_size, st.st_mtime_ns, *settings)
+    return prev if same and (out / "audio" / f"{vid}.wav").is_file() else None
 
 
 def _job(args) -> dict:
@@ -114,29 +213,8 @@ def _labels_from_csv(csv_path: Path) -> dict[str, str]:
     return {r[key]: r[col] for r in rows}
 
 
-def _is_candidate(p: Path, src: Path, exclude: list[Path]) -> bool:
-    rel = p.relative_to(src)
-    if any(part.startswith(".") for part in rel.parts) or not p.is_file():
-        return False
-    return not any(p == e or e in p.parents for e in exclude)
-
-
-def prepare(
-    src: str | Path,
-    out: str | Path,
-    num_frames: int = 10,
-    frame_size: int = 224,
-    workers: int | None = None,
-    labels_csv: str | Path | None = None,
-    channel: int | str = 0,
-    progress: bool = True,
-) -> dict:
-    """Prepare every file under ``src`` into ``out``; returns the report (also written to ``out``)."""
-    src, out = Path(src), Path(out)
-    if not src.is_dir():
-        raise NotADirectoryError(f"{src}: not a folder of videos")
-    if num_frames < 1 or frame_size < 1:
-        raise ValueError("--frames and --frame-size must be >= 1")
+def _list_files(src: Path, out: Path, labels_csv) -> list[str]:
+    """Paths relative to ``src`` of every non-hidden file, sorted; the labels CSV and ``out`` left out."""
     out_r = out.resolve()
     skip = {Path(labels_csv).resolve()} if labels_csv else set()
     files = []
@@ -148,32 +226,17 @@ def prepare(
         if rp in skip or out_r in rp.parents:
             continue
         files.append(str(rel))
-    files.sort()
     if not files:
         raise ValueError(f"{src}: no files found")
-    csv_labels = _labels_from_csv(Path(labels_csv)) if labels_csv else None
-    for sub in ["audio", STATE_DIR, *(f"frame_{i}" for i in range(num_frames))]:
-        (out / sub).mkdir(parents=True, exist_ok=True)
+    return sorted(files)
 
-    results: dict[str, dict] = {}
-    todo = []
-    for rel in files:
-        vid = video_id_for(rel)
-        marker = out / STATE_DIR / f"{vid}.json"
-        if marker.is_file():
-            try:
-                prev = json.loads(marker.read_text())
-                st = (src / rel).stat()
-                if (prev.get("size"), prev.get("mtime_ns"), prev.get("num_frames"), prev.get("frame_size")) == (
-                        st.st_size, st.st_mtime_ns, num_frames, frame_size) and (out / "audio" / f"{vid}.wav").is_file():
-                    results[rel] = {**prev, "resumed": True}
-                    continue
-            except (OSError, ValueError):
-                pass
-        todo.append((src, rel, out, num_frames, frame_size, channel))
-    workers = max(1, min(workers or min(os.cpu_count() or 1, 8), len(todo) or 1))
+
+def _run_jobs(todo: list[tuple], workers: int | None, progress: bool) -> dict[str, dict]:
+    """Run :func:`process_file` on every job (in worker processes when more than one); rel -> result."""
     from tqdm.auto import tqdm
 
+    results: dict[str, dict] = {}
+    workers = max(1, min(workers or min(os.cpu_count() or 1, 8), len(todo) or 1))
     with tqdm(total=len(todo), desc="prepare", unit="file", disable=not progress or not todo) as bar:
         if workers == 1 or len(todo) <= 1:
             for job in todo:
@@ -187,37 +250,78 @@ def prepare(
                 for r in pool.imap_unordered(_job, todo):
                     results[r["file"]] = r
                     bar.update(1)
+    return results
 
-    entries, prepared, skipped, warnings, classes = [], [], [], [], set()
+
+def _entry(rel: str, r: dict, csv_labels: dict | None, num_frames: int) -> dict:
+    """The manifest entry of one prepared file (labels from the CSV or the folders, split from the top folder)."""
+    parts = Path(rel).parts
+    split = parts[0] if len(parts) > 1 and parts[0] in SPLITS else None
+    if csv_labels is not None:
+        lab = csv_labels.get(rel, csv_labels.get(Path(rel).stem, ""))
+    else:
+        cls_parts = parts[1:] if split else parts
+        lab = cls_parts[0] if len(cls_parts) > 1 else ""
+    entry = {"video_id": r["video_id"], "wav": f"audio/{r['video_id']}.wav", "video_path": ".",
+             "labels": ",".join(m.strip() for m in lab.split(",") if m.strip()), "num_frames": num_frames}
+    if split:
+        entry["split"] = split
+    entry["source"] = rel
+    if r["video_id"] != source_name(rel):
+        entry["source_name"] = source_name(rel)
+    return entry
+
+
+def prepare(
+    src: str | Path,
+    out: str | Path,
+    num_frames: int = 10,
+    frame_size: int = 224,
+    workers: int | None = None,
+    labels_csv: str | Path | None = None,
+    channel: int | str = 0,
+    progress: bool = True,
+    audio_length: int = 1024,
+) -> dict:
+    """Prepare every file under ``src`` into ``out``; returns the report (also written to ``out``).
+
+    ``audio_length``: fbank frames of the model the data is for (base 1024, tiny 256); only the short-audio
+    warning depends on it.
+    """
+    src, out = Path(src), Path(out)
+    if not src.is_dir():
+        raise NotADirectoryError(f"{src}: not a folder of videos")
+    if num_frames < 1 or frame_size < 1 or audio_length < 1:
+        raise ValueError(f"--frames, --frame-size and audio_length must be >= 1, got {num_frames}, {frame_size}, "
+                         f"{audio_length}")
+    files = _list_files(src, out, labels_csv)
+    csv_labels = _labels_from_csv(Path(labels_csv)) if labels_csv else None
+    for sub in ["audio", STATE_DIR, *(f"frame_{i}" for i in range(num_frames))]:
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    ids = assign_video_ids(files, case_insensitive=_case_insensitive(out / STATE_DIR))
+    results: dict[str, dict] = {}
+    todo = []
     for rel in files:
-        r = results[rel]
-        if r["status"] != "ok":
-            skipped.append({"file": rel, "reason": r["reason"]})
-            continue
-        parts = Path(rel).parts
-        split = parts[0] if len(parts) > 1 and parts[0] in SPLITS else None
-        if csv_labels is not None:
-            lab = csv_labels.get(rel, csv_labels.get(Path(rel).stem, ""))
+        prev = _previous(src, rel, out, ids[rel], (num_frames, frame_size, audio_length))
+        if prev is not None:
+            results[rel] = {**prev, "resumed": True}
         else:
-            cls_parts = parts[1:] if split else parts
-            lab = cls_parts[0] if len(cls_parts) > 1 else ""
-        mids = [m.strip() for m in lab.split(",") if m.strip()]
-        classes.update(mids)
-        entry = {"video_id": r["video_id"], "wav": f"audio/{r['video_id']}.wav", "video_path": ".",
-                 "labels": ",".join(mids), "num_frames": num_frames}
-        if split:
-            entry["split"] = split
-        entry["source"] = rel
-        entries.append(entry)
-        prepared.append(r["video_id"])
-        warnings += [{"file": rel, "warning": w} for w in r.get("warnings", [])]
+            todo.append((src, rel, out, num_frames, frame_size, channel, ids[rel], audio_length))
+    results.update(_run_jobs(todo, workers, progress))
+
+    ok = [rel for rel in files if results[rel]["status"] == "ok"]
+    entries = [_entry(rel, results[rel], csv_labels, num_frames) for rel in ok]
     write_manifest(out / MANIFEST_NAME, entries)
-    mids = sorted(classes)
+    mids = sorted({m for e in entries for m in e["labels"].split(",") if m})
     write_labels(out / LABELS_NAME, mids, mids)
-    report = {"prepared": prepared, "skipped": skipped, "warnings": warnings,
+    report = {"prepared": [ids[rel] for rel in ok],
+              "skipped": [{"file": rel, "reason": results[rel]["reason"]} for rel in files
+                          if results[rel]["status"] != "ok"],
+              "warnings": [{"file": rel, "warning": w} for rel in ok for w in results[rel].get("warnings", [])],
               "resumed": sum(1 for r in results.values() if r.get("resumed")),
+              "renamed": [{"file": rel, "video_id": ids[rel]} for rel in ok if ids[rel] != source_name(rel)],
               "settings": {"num_frames": num_frames, "frame_size": frame_size, "sample_rate": SAMPLE_RATE,
-                           "channel": channel}}
+                           "channel": channel, "audio_length": audio_length}}
     (out / REPORT_NAME).write_text(json.dumps(report, indent=1) + "\n")
     return report
 
@@ -234,15 +338,19 @@ def add_prepare_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--labels", default=None, metavar="CSV", help="CSV with columns file,labels (default: folders)")
     p.add_argument("--channel", default="0", help="audio channel index, or 'mean' (default 0, as official)")
     p.add_argument("--cache", action="store_true", help="also build the memory-mapped cache for --config")
-    p.add_argument("--config", default="base", help="sizes for --cache: base, tiny or a JSON config")
+    p.add_argument("--config", default="base", help="model sizes the data is for (--cache, short-audio warning): "
+                   "base, tiny or a JSON config")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def run_prepare(args: argparse.Namespace) -> int:
     t0 = time.time()
     channel = args.channel if args.channel == "mean" else int(args.channel)
+    from ..config import CAVMAEConfig
+
+    config = CAVMAEConfig.preset(args.config)
     report = prepare(args.src, args.out, args.frames, args.frame_size, args.workers, args.labels, channel,
-                     progress=not args.quiet)
+                     progress=not args.quiet, audio_length=config.audio_length)
     n, s = len(report["prepared"]), len(report["skipped"])
     dt = time.time() - t0
     print(f"prepared {n} clip(s) ({report['resumed']} reused), skipped {s}, {len(report['warnings'])} warning(s) "
@@ -253,12 +361,15 @@ def run_prepare(args: argparse.Namespace) -> int:
         print(f"  ... and {s - 20} more (see {Path(args.out) / REPORT_NAME})")
     if n == 0:
         raise ValueError(f"no clip could be prepared from {args.src} (reasons in {Path(args.out) / REPORT_NAME})")
+    if report["renamed"]:
+        print(f"  {len(report['renamed'])} file name(s) not usable as ids verbatim (unsafe or shared): changed, "
+              f"original kept as source_name in the manifest, e.g. {report['renamed'][0]}")
     if args.cache:
-        from ..config import CAVMAEConfig
         from .cache import build_cache
 
-        print(f"cache: {build_cache(args.out, CAVMAEConfig.preset(args.config), args.workers)}")
+        print(f"cache: {build_cache(args.out, config, args.workers)}")
     return 0
 
 
-__all__ = ["prepare", "process_file", "video_id_for"]
+__all__ = ["assign_video_ids", "is_safe_id", "padding_warning", "prepare", "process_file", "source_name",
+           "video_id_for"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import matplotlib
@@ -95,6 +96,7 @@ class Reconstruction:
     loss_v: float
     stats: str
     patch_size: int
+    norm_pix_loss: bool = True  # the model's: its loss_a / loss_v are on per-patch normalised targets
 
     def errors(self) -> dict[str, float]:
         """Mean squared error over removed patches, in input units, for each modality (after un-normalising)."""
@@ -114,9 +116,16 @@ def reconstruct(model, audio: Tensor, video: Tensor, mask_ratio_a: float = 0.75,
 
     audio (T, F) or (1, T, F), video (3, H, W) or (1, 3, H, W). The masking noise comes from
     ``torch.Generator().manual_seed(seed)``, so the same seed gives the same mask. ``stats`` defaults to
-    ``"visible"`` for a norm_pix model and ``"none"`` otherwise (see :func:`unnormalize_patches`).
+    ``"visible"`` for a norm_pix model and ``"none"`` otherwise (see :func:`unnormalize_patches`): a model
+    trained without norm_pix_loss (``config.norm_pix_loss=False``, e.g. the official NoNorm checkpoint loaded
+    with ``from_official(..., norm_pix_loss=False)``) predicts input units, and asking to un-normalise its
+    predictions anyway warns (the result is then wrong; it is computed as asked, for comparison).
     """
     c = model.config
+    if stats not in (None, "none") and not c.norm_pix_loss:
+        warnings.warn(f"stats={stats!r} un-normalises predictions as norm_pix_loss ones, but this model was trained "
+                      "without norm_pix_loss: its predictions are already in input units, so the result is wrong "
+                      "(use stats='none', the default for such a model)", stacklevel=2)
     audio = audio[None] if audio.dim() == 2 else audio[:1]
     video = video[None] if video.dim() == 3 else video[:1]
     device = next(model.parameters()).device
@@ -140,7 +149,8 @@ def reconstruct(model, audio: Tensor, video: Tensor, mask_ratio_a: float = 0.75,
     return Reconstruction(
         audio[0].cpu(), masked_fbank(audio[0].cpu(), out.mask_a[0].cpu(), p), ua(rec_a), ua(mix_a),
         video[0].cpu(), masked_frame(video[0].cpu(), out.mask_v[0].cpu(), p), uv(rec_v), uv(mix_v),
-        out.mask_a[0].cpu(), out.mask_v[0].cpu(), float(out.loss_rec_a), float(out.loss_rec_v), stats, p)
+        out.mask_a[0].cpu(), out.mask_v[0].cpu(), float(out.loss_rec_a), float(out.loss_rec_v), stats, p,
+        bool(c.norm_pix_loss))
 
 
 def plot_reconstruction(rec: Reconstruction, title: str | None = None, hop_s: float = HOP_S):
@@ -153,7 +163,7 @@ def plot_reconstruction(rec: Reconstruction, title: str | None = None, hop_s: fl
         plot_frame(img, ax=ax, patch_size=None, title=name)
         ax.set(xlabel="x (pixels)", ylabel="y (pixels)" if ax is ax_v[0] else "")
     kv = int((rec.mask_v == 0).sum())
-    unit = "input units" if rec.stats == "none" else "per-patch normalised targets"
+    unit = "per-patch normalised targets" if rec.norm_pix_loss else "input units"
     sub_v.suptitle(f"video: {kv}/{rec.mask_v.numel()} patches visible, training loss on removed patches {rec.loss_v:.3f} "
                    f"({unit})", fontsize=10)
     ax_a = sub_a.subplots(1, 4, sharey=True)
@@ -167,5 +177,6 @@ def plot_reconstruction(rec: Reconstruction, title: str | None = None, hop_s: fl
     ka = int((rec.mask_a == 0).sum())
     sub_a.suptitle(f"audio: {ka}/{rec.mask_a.numel()} patches visible, training loss on removed patches {rec.loss_a:.3f} "
                    f"({unit})", fontsize=10)
-    fig.suptitle(title or f"CAV-MAE reconstruction (un-normalised with {rec.stats!r} patch statistics)")
+    how = f"un-normalised with {rec.stats!r} patch statistics" if rec.stats != "none" else "predictions as they are"
+    fig.suptitle(title or f"CAV-MAE reconstruction ({how})")
     return fig
