@@ -271,7 +271,11 @@ class CAVMAE(nn.Module):
 
     @classmethod
     def from_official(cls, path_or_state_dict: str | Path | dict, **overrides: Any) -> CAVMAE:
-        """Build a model from an official CAV-MAE pretraining checkpoint (sizes inferred from the weights)."""
+        """Build a model from an official CAV-MAE pretraining checkpoint (sizes inferred from the weights).
+
+        ``norm_pix_loss`` cannot be read from the weights: it defaults to True; pass ``norm_pix_loss=False`` for
+        the released ``CAV-MAE-Base-NoNorm`` (its predictions are already in input units).
+        """
         from .checkpoints import load_official
 
         return load_official(cls, path_or_state_dict, **overrides)

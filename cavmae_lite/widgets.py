@@ -225,8 +225,10 @@ def render_reconstruction(model, clips: Sequence[tuple[Tensor, Tensor]], sample:
     rec = viz.reconstruct(model, audio, video, ratio, ratio, seed=seed, stats=stats)
     fig = viz.plot_reconstruction(rec, title=f"clip {sample}: mask ratio {ratio:.2f}, seed {seed}, stats {stats!r}")
     err = rec.errors()
-    info = (f"masked-patch loss on normalised targets (what training minimises): audio {rec.loss_a:.3f}, "
-            f"video {rec.loss_v:.3f}; MSE in input units after un-normalising: audio {err['audio']:.3f}, "
+    target = "normalised targets" if model.config.norm_pix_loss else "input-unit targets (a NoNorm model)"
+    after = "after un-normalising" if stats != "none" else "(predictions used as they are)"
+    info = (f"masked-patch loss on {target} (what training minimises): audio {rec.loss_a:.3f}, "
+            f"video {rec.loss_v:.3f}; MSE in input units {after}: audio {err['audio']:.3f}, "
             f"video {err['video']:.3f}")
     return fig, info
 
