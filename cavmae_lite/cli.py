@@ -22,6 +22,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "stats": ("cavmae_lite.data.datasets", "stats", "compute a dataset's fbank mean and std"),
     "pretrain": ("cavmae_lite.train_cli", "pretrain", "pretrain CAV-MAE on a prepared dataset"),
     "evaluate": ("cavmae_lite.evaluate_cli", "evaluate", "retrieval, linear probe and fine-tuning evaluations"),
+    "finetune": ("cavmae_lite.finetune_cli", "finetune_command", "fine-tune a classifier (= `evaluate finetune`): "
+                 "--recipe as20k | as2m | vggsound | custom"),
     "embed": ("cavmae_lite.evaluate_cli", "embed", "audio and visual embeddings for videos or a manifest -> .npz"),
     "reconstruct": ("cavmae_lite.viz_cli", "reconstruct", "figure: original / masked / reconstruction of one clip"),
     "ablation": ("cavmae_lite.evaluate_cli", "ablation", "CAV vs AV-MAE vs CAV-MAE at toy scale, one table"),
