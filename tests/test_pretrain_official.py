@@ -124,19 +124,11 @@ def test_groups_under_ddp_are_per_rank_chunks(tmp_path):
 # ----- fp16 + GradScaler ------------------------------------------------------------------------------------
 
 
-class _Overflow(CAVMAE):
+def _Overflow(config, bad):  # noqa: N802 - stands for a model class
     """Multiplies the loss by 1e30 on the forward calls in ``bad``: finite in fp32, Inf in fp16 gradients."""
+    from tests.test_train import _Poisoned
 
-    def __init__(self, config, bad):
-        super().__init__(config)
-        self.bad, self.calls = set(bad), 0
-
-    def forward(self, *args, **kwargs):
-        out = super().forward(*args, **kwargs)
-        self.calls += 1
-        if self.calls in self.bad:
-            out.loss = out.loss * 1e30
-        return out
+    return _Poisoned(config, bad, factor=1e30)
 
 
 def test_fp16_overflow_skips_the_step_and_halves_the_scale(tmp_path):

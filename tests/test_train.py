@@ -96,17 +96,17 @@ def test_resume_after_sigkill(tmp_path):
 
 
 class _Poisoned(CAVMAE):
-    """Returns a NaN loss on the forward calls listed in ``bad``."""
+    """Multiplies the loss by ``factor`` (default NaN) on the forward calls listed in ``bad``."""
 
-    def __init__(self, config, bad):
+    def __init__(self, config, bad, factor: float = float("nan")):
         super().__init__(config)
-        self.bad, self.calls = set(bad), 0
+        self.bad, self.calls, self.factor = set(bad), 0, factor
 
     def forward(self, *args, **kwargs):
         out = super().forward(*args, **kwargs)
         self.calls += 1
         if self.calls in self.bad:
-            out.loss = out.loss * float("nan")
+            out.loss = out.loss * self.factor
         return out
 
 
