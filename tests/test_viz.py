@@ -155,6 +155,32 @@ def test_fbank_inversion_keeps_the_spectrogram():
     assert corr > 0.6, corr
 
 
+def test_mel_axis_in_hz_matches_the_kaldi_filters(close_figures):
+    import numpy as np
+    from torchaudio.compliance.kaldi import get_mel_banks
+
+    from cavmae_lite.viz.audio import add_hz_axis, hz_to_mel, mel_bin_centers_hz, mel_to_hz
+
+    assert math.isclose(float(hz_to_mel(700.0)), 1127 * math.log(2))
+    assert np.allclose(mel_to_hz(hz_to_mel([20.0, 1000.0, 8000.0])), [20.0, 1000.0, 8000.0])
+    for bins in (64, 128):  # wav_to_fbank keeps Kaldi's 20 Hz - Nyquist range
+        _, centres = get_mel_banks(bins, 512, 16000.0, 20.0, 0.0, 100.0, -500.0, 1.0)
+        assert np.allclose(mel_bin_centers_hz(bins), centres.flatten().double().numpy(), rtol=1e-5)
+    fig = viz.plot_fbank(torch.randn(256, 64), hz_axis=True)
+    ax = fig.axes[0]
+    (sec,) = ax.child_axes
+    fig.canvas.draw()
+    assert "Hz" in sec.get_ylabel() and [t.get_text() for t in sec.get_yticklabels()] == \
+        ["100", "300", "1k", "2k", "4k", "7k"]
+    centres = mel_bin_centers_hz(64)
+    lo, hi = sec.get_ylim()  # the Hz axis spans bin 0's lower edge to bin 63's upper edge, half a spacing out
+    assert math.isclose(lo, float(mel_to_hz(hz_to_mel(centres[0]) - (hz_to_mel(centres[1]) - hz_to_mel(centres[0])) / 2)))
+    assert centres[-1] < hi < 8000.0
+    _labelled(fig)
+    _, ax2 = close_figures.subplots()
+    assert add_hz_axis(ax2, 128, ticks_hz=(10, 1000, 9000)).get_yticks().tolist() == [1000]  # out of range: dropped
+
+
 def test_reconstruct_cli(tmp_path, model, tiny, capsys):
     from cavmae_lite.cli import main
     from cavmae_lite.data import make_synthetic

@@ -53,6 +53,11 @@ def test_recipe_key_follows_recipe_not_machine(monkeypatch):
     key = zoo.recipe_key()
     monkeypatch.setitem(zoo.BUILD_TRAIN, "log_every", 7)  # logging is not part of what is learned
     assert zoo.recipe_key() == key
+    monkeypatch.setitem(zoo.BUILD_TRAIN, "keep_epochs", True)  # which checkpoints are kept: not learned either
+    assert zoo.recipe_key() == key
+    monkeypatch.setitem(zoo.BUILD_TRAIN, "contrast_groups", 2)  # a field added later, away from its neutral value
+    assert zoo.recipe_key() != key
+    monkeypatch.setitem(zoo.BUILD_TRAIN, "contrast_groups", 1)
     monkeypatch.setitem(zoo.BUILD_TRAIN, "max_steps", zoo.BUILD_TRAIN["max_steps"] + 1)
     assert zoo.recipe_key() != key
 
