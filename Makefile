@@ -31,9 +31,13 @@ zoo: data
 test: setup
 	CAVMAE_FAST=1 CAVMAE_QUIZ_SOLUTIONS=$(CURDIR)/notebooks/solutions $(PYTHON) -m pytest tests $(if $(NOTEBOOKS),--nbmake --nbmake-timeout=600 $(NOTEBOOKS))
 
-# Executed copies of the notebooks as HTML (for reading without running them) in html/.
+# Executed copies of the notebooks as HTML (for reading without running them) in html/ (git-ignored), as d2l
+# publishes its chapters: full mode (CAVMAE_FAST=0: the real data, the real training budgets, with the assertions
+# on the claims the prose makes), the quizzes' solutions put in. Notebooks 06 and 07 train for many minutes the
+# first time (see docs/notebooks.md); finished runs and cached fine-tunes are reused by the next build.
 html: data
-	$(PYTHON) -m jupyter nbconvert --to html --execute --output-dir html $(NOTEBOOKS)
+	CAVMAE_FAST=0 CAVMAE_QUIZ_SOLUTIONS=$(CURDIR)/notebooks/solutions $(PYTHON) -m jupyter nbconvert --to html \
+		--execute --ExecutePreprocessor.timeout=-1 --output-dir html $(NOTEBOOKS)
 
 lint: setup
 	$(PYTHON) -m ruff check cavmae_lite tests benchmarks

@@ -215,12 +215,12 @@ def ablation(config_name: str, data_dir: str, out_dir: str | Path, max_steps: in
                      resume=resume, progress=progress)
         model = load_pretrained(run)
         train_minutes = (time.time() - t0) / 60
-        te = compute_embeddings(model, load_dataset(data_dir, model.config, "test"))
-        tr = compute_embeddings(model, load_dataset(data_dir, model.config, "train"))
+        te = compute_embeddings(model, load_dataset(data_dir, model.config, "test"), joint=True)
+        tr = compute_embeddings(model, load_dataset(data_dir, model.config, "train"), joint=True)
         r = retrieval_metrics(te.similarity())
         rows[name] = {"a2v": r["a2v"], "v2a": r["v2a"], "n": r["n"], "probe_av": probe_embeddings(tr, te, "av")["accuracy"],
                       "probe_a": probe_embeddings(tr, te, "a")["accuracy"], "probe_v": probe_embeddings(tr, te, "v")["accuracy"],
-                      "train_minutes": round(train_minutes, 2)}
+                      "probe_joint": probe_embeddings(tr, te, "joint")["accuracy"], "train_minutes": round(train_minutes, 2)}
     return rows
 
 
@@ -233,14 +233,15 @@ def load_pretrained_step(path: Path) -> int:
 def format_ablation(rows: dict[str, dict[str, Any]]) -> str:
     n = next(iter(rows.values()))["n"]
     head = (f"{'variant':8} | {'a2v R@1':>7} {'R@5':>6} {'R@10':>6} | {'v2a R@1':>7} {'R@5':>6} {'R@10':>6} | "
-            f"{'probe a+v':>9} {'a':>6} {'v':>6}")
+            f"{'probe a+v':>9} {'a':>6} {'v':>6} {'joint':>6}")
     title = (f"retrieval on {n} test pairs (chance R@1 {1 / n:.4f}, R@10 {min(10 / n, 1):.4f}); "
-             "probe = linear probe accuracy")
+             "probe = linear probe accuracy on [c_a; c_v], c_a, c_v and the joint stream")
     lines = [title, head, "-" * len(head)]
     for name, r in rows.items():
         a, v = r["a2v"], r["v2a"]
         lines.append(f"{name:8} | {a['r1']:7.3f} {a['r5']:6.3f} {a['r10']:6.3f} | {v['r1']:7.3f} {v['r5']:6.3f} "
-                     f"{v['r10']:6.3f} | {r['probe_av']:9.3f} {r['probe_a']:6.3f} {r['probe_v']:6.3f}")
+                     f"{v['r10']:6.3f} | {r['probe_av']:9.3f} {r['probe_a']:6.3f} {r['probe_v']:6.3f} "
+                     f"{r.get('probe_joint', float('nan')):6.3f}")
     return "\n".join(lines)
 
 

@@ -1,4 +1,5 @@
-"""Retrieval metrics (hand-built matrices, ties), mAP, linear probe, embeddings, fine-tuning, frame averaging."""
+"""Retrieval metrics (hand-built matrices, ties), mAP, linear probe, embeddings (stream and joint), which LayerNorms
+each ablation variant trains, fine-tuning, frame averaging."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from torch.utils.data import Subset
 
 from cavmae_lite.evaluate import compute_embeddings, probe_embeddings, retrieval_metrics, retrieval_ranks
 from cavmae_lite.finetune import classifier_logits, evaluate_classifier, finetune
-from cavmae_lite.model import CAVMAE
+from cavmae_lite.model import CAVMAE, CAVMAEClassifier
 from cavmae_lite.probe import average_precision, linear_probe, mean_average_precision
 from tests.test_train_helpers import PairedDataset, micro_config
 
@@ -126,3 +127,53 @@ def test_finetune_modes_and_frame_averaging():
     assert m["accuracy"] == pytest.approx(float((p.argmax(1) == y).float().mean()))
     r = finetune(model, train, test, num_classes=4, multilabel=True, max_steps=2, batch_size=8)
     assert "mAP" in r.metrics
+
+
+def test_joint_embeddings_are_the_classifier_multimodal_vector():
+    c = micro_config()
+    model = CAVMAE(c)
+    ds = PairedDataset(c, n=20)
+    plain = compute_embeddings(model, ds, batch_size=8, device="cpu")
+    emb = compute_embeddings(model, ds, batch_size=8, device="cpu", joint=True)
+    assert plain.joint is None and emb.joint.shape == (20, 32)
+    torch.testing.assert_close(emb.audio, plain.audio)
+    torch.testing.assert_close(emb.video, plain.video)
+    clf = CAVMAEClassifier(c, num_classes=4).eval()
+    clf.encoder.load_state_dict(model.encoder.state_dict())
+    with torch.no_grad():  # the joint feature is what the multimodal head sees, L2-normalised
+        want = torch.nn.functional.normalize(clf.pooled(ds.audio[:5], ds.video[:5], "multimodal"), dim=-1)
+    torch.testing.assert_close(emb.joint[:5], want, rtol=1e-4, atol=1e-5)
+    items = [ds[i] for i in range(6)]  # fixed frames (the test set draws frame noise per access)
+    avg = compute_embeddings(model, items, frames="average", batch_size=4, device="cpu", joint=True)
+    with torch.no_grad():  # frame averaging: the joint stream once per frame with the same audio, pooled, averaged
+        it = items[5]
+        per = [clf.pooled(it["audio"][None], it["frames"][k][None], "multimodal") for k in range(it["frames"].shape[0])]
+        want = torch.nn.functional.normalize(torch.cat(per).mean(0, keepdim=True), dim=-1)
+    torch.testing.assert_close(avg.joint[5:], want, rtol=1e-4, atol=1e-5)
+    tr, te = compute_embeddings(model, Subset(ds, range(14)), device="cpu", joint=True), emb
+    assert 0.0 <= probe_embeddings(tr, te, "joint")["accuracy"] <= 1.0
+    with pytest.raises(ValueError, match="joint=True"):
+        probe_embeddings(plain, plain, "joint")
+    with pytest.raises(ValueError, match="features"):
+        probe_embeddings(emb, emb, "xyz")
+
+
+@pytest.mark.parametrize("variant, untrained", [("AV-MAE", ("audio", "video")), ("CAV", ("joint",)),
+                                                 ("CAV-MAE", ())])
+def test_which_layernorms_a_variant_trains(variant, untrained):
+    """contrast_weight 0 (AV-MAE) never runs the single-modality streams, so their LayerNorms (the audio / video
+    sets in the joint blocks and norm_audio / norm_video) get no gradient; mae_weight 0 (CAV) likewise leaves the
+    joint set and norm_joint untouched. The shared attention / MLP weights get gradients in every variant."""
+    change = {"AV-MAE": {"contrast_weight": 0.0}, "CAV": {"mae_weight": 0.0}, "CAV-MAE": {}}[variant]
+    model = CAVMAE(micro_config(**change))
+    ds = PairedDataset(model.config, n=4)
+    model(ds.audio, ds.video).loss.backward()
+    enc = model.encoder
+    final = {"joint": enc.norm_joint, "audio": enc.norm_audio, "video": enc.norm_video}
+    for s in ("joint", "audio", "video"):
+        params = [*final[s].parameters()]
+        for b in enc.joint_blocks:
+            params += [*b.norm1[s].parameters(), *b.norm2[s].parameters()]
+        got_grad = [p.grad is not None for p in params]
+        assert not any(got_grad) if s in untrained else all(got_grad), (variant, s)
+    assert all(p.grad is not None for b in enc.joint_blocks for p in (*b.attn.parameters(), *b.mlp.parameters()))

@@ -75,7 +75,7 @@ def test_cli_ablation_runs_three_variants(tiny_data, tmp_path, capsys):
                  "--max-steps", "2", "--batch-size", "4", "--threads", "1", "--json"]) == 0
     rows = _json_out(capsys)
     assert list(rows) == ["CAV", "AV-MAE", "CAV-MAE"]
-    assert all(0 <= r["a2v"]["r1"] <= 1 and 0 <= r["probe_av"] <= 1 for r in rows.values())
+    assert all(0 <= r["a2v"]["r1"] <= 1 and 0 <= r["probe_av"] <= 1 and 0 <= r["probe_joint"] <= 1 for r in rows.values())
 
 
 def test_pretrain_help_lists_contract_flags():
