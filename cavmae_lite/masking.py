@@ -78,7 +78,9 @@ def random_masking(
 
     Args:
         x: (B, L, D) tokens.
-        ratio: fraction to mask, in [0, 1).
+        ratio: fraction to mask, in [0, 1]. 1.0 keeps no token (K = 0, ``visible`` is (B, 0, D)): the whole modality
+            reaches the decoder as mask tokens. The encoder's blocks take an empty sequence, but a contrastive
+            stream has nothing to mean-pool (NaN), so use it for reconstruction only (``explorers.cross_modal_forward``).
         noise: optional (B, L) noise; the lowest-noise tokens are kept. Without it, ``torch.rand(B, L)`` is drawn
             on ``x.device`` (with ``generator`` if given). With it, the result is fully deterministic.
         mode: "unstructured" or, for audio, "time" / "freq" / "tf" (whole time columns / frequency rows first).
@@ -87,8 +89,8 @@ def random_masking(
     if x.dim() != 3:
         raise ValueError(f"random_masking expects tokens (B, L, D), got shape {tuple(x.shape)}")
     B, L, D = x.shape
-    if not 0.0 <= ratio < 1.0:
-        raise ValueError(f"mask ratio must be in [0, 1), got {ratio}")
+    if not 0.0 <= ratio <= 1.0:
+        raise ValueError(f"mask ratio must be in [0, 1], got {ratio}")
     if mode not in MASK_MODES:
         raise ValueError(f"mask mode must be one of {MASK_MODES}, got {mode!r}")
     if noise is None:

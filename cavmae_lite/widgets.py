@@ -56,12 +56,13 @@ def show_figure(output: W.Output, fig) -> None:
         return
     try:
         if _in_notebook():
-            from IPython.display import Image, clear_output, display
+            from IPython.display import Image
 
             png = figure_png(fig)
-            with output:
-                clear_output(wait=True)
-                display(Image(data=png))
+            # set the widget's outputs directly: `with output: display(...)` (output capture) leaves headless
+            # runners (nbclient / nbmake) waiting for the cell's reply in about one run in three
+            output.outputs = ()
+            output.append_display_data(Image(data=png))
     finally:
         plt.close(fig)
 

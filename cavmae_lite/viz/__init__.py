@@ -11,16 +11,19 @@ Contents
   contrastive    similarity_matrix, plot_similarity, softmax_with_temperature, plot_temperature,
                  pca_2d, plot_embedding_map
   training       plot_loss_curves
+  attention      attention_weights, capture_attention (hook on one block), plot_frame_map (per-patch values)
   listening      fbank_to_waveform (approximate inversion: inverse mel + Griffin-Lim)
   CLI            ``cavmae-lite reconstruct CLIP --checkpoint CKPT --out fig.png`` (viz_cli)
 
 Modules: grids (patch grid, frames, colours), audio (waveform, fbank, listening), masks (masking and
-reconstructions), similarity (similarity matrix, temperature), embeddings (PCA map), curves (training curves).
+reconstructions), similarity (similarity matrix, temperature), embeddings (PCA map), curves (training curves),
+attention (attention weights, maps over a frame).
 """
 
 from __future__ import annotations
 
 from ..reconstruction import STATS, unnormalize_patches  # the math lives there; re-exported for figures
+from .attention import attention_weights, capture_attention, plot_frame_map
 from .audio import fbank_to_waveform, plot_fbank, plot_waveform
 from .curves import plot_loss_curves
 from .embeddings import pca_2d, plot_embedding_map
@@ -59,6 +62,8 @@ __all__ = [
     "SPEC_CMAP",
     "STATS",
     "Reconstruction",
+    "attention_weights",
+    "capture_attention",
     "draw_patch_grid",
     "fbank_to_waveform",
     "frame_to_rgb",
@@ -68,6 +73,7 @@ __all__ = [
     "plot_embedding_map",
     "plot_fbank",
     "plot_frame",
+    "plot_frame_map",
     "plot_frames",
     "plot_loss_curves",
     "plot_mask",
