@@ -51,9 +51,9 @@ from .widgets import Panel, _in_notebook, _int_slider, _slider
 
 def split_seen_in_training(data_dir: str | Path, card: dict[str, Any]) -> bool | None:
     """Were the test clips of the synthetic dataset at ``data_dir`` among the clips the zoo model of ``card`` was
-    trained on? The generator numbers clips train, val, test in that order and renders clip k from (seed, k), so
-    the small fast-mode set's test clips are clips of the full set's train split. None when unknown (no
-    ``synthetic.json``: not the synthetic data)."""
+    trained on? The generator renders clip k from (seed, k); its stamp records each split's first index (a set made
+    before that numbering put a small set's test clips right after its train and val clips, inside the full train
+    split). None when unknown (no ``synthetic.json``: not the synthetic data)."""
     import json
 
     stamp = Path(data_dir) / "synthetic.json"
@@ -62,7 +62,7 @@ def split_seen_in_training(data_dir: str | Path, card: dict[str, Any]) -> bool |
     syn, data = json.loads(stamp.read_text()), card["recipe"]["data"]
     if syn.get("generator") != data.get("generator") or syn.get("seed") != data.get("seed"):
         return False
-    first_test = syn["splits"]["train"] + syn["splits"]["val"]  # generator index of test00000
+    first_test = syn.get("first_index", {}).get("test", syn["splits"]["train"] + syn["splits"]["val"])  # test00000
     return first_test < data["sizes"][0]  # the model saw clips 0 .. sizes[0] - 1 (its train split)
 
 

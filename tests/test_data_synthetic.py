@@ -122,3 +122,24 @@ def test_default_dir_and_ensure(tmp_path, monkeypatch):
     (p / "synthetic.json").unlink()
     stamp = (p / "manifest.json").stat().st_mtime_ns
     assert S.ensure_default_dataset(p, cache=False) == p and (p / "manifest.json").stat().st_mtime_ns == stamp
+
+
+def test_a_smaller_set_is_the_full_set_split_by_split(tmp_path, monkeypatch):
+    """The fast set's test clips are the full set's first test clips (never clips the shipped model trained on)."""
+    monkeypatch.setattr(S, "FULL_SIZES", (6, 2, 4))
+    assert S.first_indices(3, 1) == S.first_indices(6, 2) == {"train": 0, "val": 6, "test": 8}
+    assert S.first_indices(10, 1) == {"train": 0, "val": 10, "test": 12}  # a larger train split pushes the rest on
+    small = make_synthetic(tmp_path / "small", seed=0, num_train=3, num_val=1, num_test=2, mp4=0, workers=1,
+                           progress=False)
+    full_test = make_synthetic(tmp_path / "full", seed=0, num_train=6, num_val=2, num_test=4, mp4=0, workers=1,
+                               progress=False, only="test")
+    hs, hf = _hashes(small), _hashes(full_test)
+    for name in ("audio/test00000.wav", "audio/test00001.wav", "frame_2/test00001.jpg"):
+        assert hs[name] == hf[name]
+    assert hs["audio/train00000.wav"] != hs["audio/test00000.wav"]
+    # a set stamped with the older numbering (no first_index) is rebuilt
+    info = json.loads((small / "synthetic.json").read_text())
+    assert info["first_index"] == {"train": 0, "val": 6, "test": 8}
+    (small / "synthetic.json").write_text(json.dumps({k: v for k, v in info.items() if k != "first_index"}))
+    S.ensure_default_dataset(small, cache=False)
+    assert "first_index" in json.loads((small / "synthetic.json").read_text())

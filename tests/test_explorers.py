@@ -197,7 +197,10 @@ def test_seen_in_training_flags_the_fast_sets_test_clips(tmp_path):
     card = {"recipe": {"data": {"generator": "g", "seed": 0, "sizes": [3000, 300, 600]}}}
     stamp = {"generator": "g", "seed": 0, "splits": {"train": 480, "val": 60, "test": 120}}
     (tmp_path / "synthetic.json").write_text(json.dumps(stamp))
-    assert explorers.split_seen_in_training(tmp_path, card) is True  # test00000 is clip 540 < 3000
+    assert explorers.split_seen_in_training(tmp_path, card) is True  # older numbering: test00000 is clip 540 < 3000
+    (tmp_path / "synthetic.json").write_text(json.dumps({**stamp, "first_index": {"train": 0, "val": 3000,
+                                                                                   "test": 3300}}))
+    assert explorers.split_seen_in_training(tmp_path, card) is False  # today's numbering: full-set test clips
     (tmp_path / "synthetic.json").write_text(json.dumps({**stamp, "splits": {"train": 3000, "val": 300, "test": 600}}))
     assert explorers.split_seen_in_training(tmp_path, card) is False
     (tmp_path / "synthetic.json").write_text(json.dumps({**stamp, "seed": 1}))

@@ -286,6 +286,14 @@ def class_mids() -> tuple[list[str], list[str]]:
     return mids, names
 
 
+def first_indices(num_train: int, num_val: int) -> dict[str, int]:
+    """Generator index of each split's first clip: train from 0, val after the full train split, test after the full
+    val split (or after larger ones). A smaller set (the fast one) is so a subset of the full set split by split:
+    its test clips are full-set test clips, never clips the shipped model was trained on."""
+    val = max(num_train, FULL_SIZES[0])
+    return {"train": 0, "val": val, "test": val + max(num_val, FULL_SIZES[1])}
+
+
 def make_synthetic(
     out: str | Path,
     seed: int = 0,
@@ -302,7 +310,7 @@ def make_synthetic(
     """Generate the dataset into ``out`` (built in a temporary sibling folder, then renamed). Returns ``out``.
 
     only: write just that split ("train", "val" or "test") of the full-size set, clip for clip the same as in a
-    complete build (clip content depends on the seed and the clip's position in train + val + test).
+    complete build (clip content depends on the seed and the clip's generator index, :func:`first_indices`).
     """
     out = Path(out)
     if out.exists() and any(out.iterdir()):
@@ -315,9 +323,10 @@ def make_synthetic(
     shutil.rmtree(tmp, ignore_errors=True)
     for sub in ["audio", *(f"frame_{i}" for i in range(num_frames))] + (["mp4"] if mp4 else []):
         (tmp / sub).mkdir(parents=True)
+    first = first_indices(num_train, num_val)
     items = []
     for split, n in zip(("train", "val", "test"), (num_train, num_val, num_test)):
-        items += [(len(items) + k, f"{split}{k:05d}", split) for k in range(n)]
+        items += [(first[split] + k, f"{split}{k:05d}", split) for k in range(n)]
     if only is not None:
         if only not in ("train", "val", "test"):
             raise ValueError(f"only must be 'train', 'val' or 'test', got {only!r}")
@@ -352,6 +361,7 @@ def make_synthetic(
     (tmp / "attributes.csv").write_text(
         ",".join(cols) + "\n" + "".join(",".join(str(r[c]) for c in cols) + "\n" for r in rows))
     info = {"generator": GENERATOR, "seed": seed, "splits": {"train": num_train, "val": num_val, "test": num_test},
+            "first_index": first,
             "only": only,
             "num_frames": num_frames, "eval_frame": num_frames // 2, "img_size": IMG, "sample_rate": SR,
             "duration_s": DURATION, "label": "shape x count", "mp4": sorted(mp4_ids)}
@@ -400,7 +410,8 @@ def ensure_default_dataset(path: str | Path | None = None, cache: bool = True, q
     have = (out / "manifest.json").is_file()
     if have and not stamp.is_file():
         return out  # a dataset that is not ours (e.g. CAVMAE_DATA -> prepared videos): use it as is
-    stale = have and json.loads(stamp.read_text()).get("generator") != GENERATOR
+    info = json.loads(stamp.read_text()) if have else {}
+    stale = have and (info.get("generator") != GENERATOR or "first_index" not in info)  # older numbering too
     if not have or stale:
         if out.exists() and any(out.iterdir()) and not stale:
             raise ValueError(f"{out} exists, is not empty and holds no manifest.json: not touching it "
