@@ -230,7 +230,9 @@ class CAVMAE(nn.Module):
     ) -> CAVMAEOutput:
         """audio (B, T, F) normalised fbank, video (B, C, H, W) normalised frames -> :class:`CAVMAEOutput`.
 
-        Noise for masking, when not given, is drawn audio first, then video (as the official code).
+        Noise for masking, when not given, is drawn audio first, then video (as the official code). A modality
+        masked entirely (ratio 1.0, the cross-modal explorer of notebook 04) has no tokens to pool into c_a / c_v:
+        the contrastive branch is then skipped (``loss_c`` 0, embeddings None); training refuses ratio 1.0.
         """
         c, enc = self.config, self.encoder
         _check_inputs(c, audio, video)
@@ -247,7 +249,7 @@ class CAVMAE(nn.Module):
             pred_a, pred_v = self.decoder(latent, h_a.shape[1], masked_a.ids_restore, masked_v.ids_restore)
             loss_rec_a = reconstruction_loss(pred_a, patchify_audio(audio, c.patch_size), masked_a.mask, c.norm_pix_loss)
             loss_rec_v = reconstruction_loss(pred_v, patchify_video(video, c.patch_size), masked_v.mask, c.norm_pix_loss)
-        if c.contrast_weight > 0:  # contrastive branch: the two single-modality streams, mean-pooled
+        if c.contrast_weight > 0 and h_a.shape[1] and h_v.shape[1]:  # contrastive branch: streams, mean-pooled
             audio_emb = enc.audio_stream(h_a).mean(dim=1)  # c_a (B, D)
             video_emb = enc.video_stream(h_v).mean(dim=1)  # c_v (B, D)
             gather = c.contrast_negatives == "global"

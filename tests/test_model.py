@@ -408,3 +408,14 @@ def test_low_precision_cpu_attention_matches_sdpa(dtype):
     qf = q.clone().requires_grad_()
     F.scaled_dot_product_attention(qf, k, v).sum().backward()
     assert torch.allclose(ql.grad.float(), qf.grad, atol=5e-2, rtol=5e-2)
+
+
+def test_a_fully_masked_modality_skips_the_contrastive_branch():
+    """Mask ratio 1.0 for video (the cross-modal explorer): reconstruction still defined, no NaN from pooling."""
+    torch.manual_seed(0)
+    model = CAVMAE(CAVMAEConfig.tiny(contrast_weight=1.0)).eval()
+    a, v = torch.randn(2, 256, 64), torch.randn(2, 3, 96, 96)
+    with torch.no_grad():
+        out = model(a, v, mask_ratio_a=0.5, mask_ratio_v=1.0)
+    assert bool(out.mask_v.all()) and out.audio_emb is None and float(out.loss_c) == 0.0
+    assert torch.isfinite(out.loss) and torch.isfinite(out.loss_rec_v) and out.pred_v.shape == (2, 36, 768)
