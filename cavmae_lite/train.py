@@ -34,7 +34,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint, strip_module_prefix
 from .config import CAVMAEConfig, TrainConfig
-from .mae_init import init_from
+from .mae_init import detect_layout, init_from
 from .model import CAVMAE
 from .optim import build_optimizer, lr_factor
 from .runtime import (
@@ -429,7 +429,11 @@ def pretrain(
 
 
 def _is_official(sd: dict[str, Any]) -> bool:
-    return any(k.startswith(("module.blocks_a.", "blocks_a.", "module.patch_embed_a", "patch_embed_a")) for k in sd)
+    """An official CAV-MAE state dict (``module.`` or not), by the layout test ``pretrain --init`` uses."""
+    try:
+        return detect_layout(strip_module_prefix(sd)) == "official"
+    except CheckpointError:
+        return False  # neither layout: load_strict below says which keys are missing
 
 
 def load_pretrained(path: str | Path, config: CAVMAEConfig | None = None, map_location: str = "cpu") -> CAVMAE:
