@@ -47,12 +47,15 @@ def _parse_sets(items: list[str]) -> dict:
     return out
 
 
-def run_once(minutes: float, seed: int, data_dir: Path, model_sets: dict, train_sets: dict) -> dict:
+def run_once(minutes: float | None, seed: int, data_dir: Path, model_sets: dict, train_sets: dict,
+             steps: int | None = None) -> dict:
+    """One training run for a CPU-minute budget, or for a fixed number of steps when ``steps`` is given."""
     from cavmae_lite.data import load_dataset
     from cavmae_lite.train import pretrain
 
     config = CAVMAEConfig.tiny(**model_sets)
-    tc = TrainConfig.preset("tiny", max_minutes=minutes, seed=seed, **train_sets)
+    budget = {"max_steps": steps} if steps else {"max_minutes": minutes}
+    tc = TrainConfig.preset("tiny", seed=seed, **budget, **train_sets)
     train = load_dataset(data_dir, config=config, split="train", train=True, seed=seed)
     test = load_dataset(data_dir, config=config, split="test")
     load = os.getloadavg()[0]
@@ -63,7 +66,7 @@ def run_once(minutes: float, seed: int, data_dir: Path, model_sets: dict, train_
     r = retrieval(model, test, device="cpu")
     rec = reconstruction_report(model, test)
     last = result.history[-1] if result.history else {}
-    return {"minutes": minutes, "seed": seed, "load_avg": round(load, 2), "steps": result.step,
+    return {"minutes": round(wall / 60, 2), "seed": seed, "load_avg": round(load, 2), "steps": result.step,
             "steps_per_s": result.step / wall, "samples_per_s": result.step * tc.batch_size / wall,
             "threads": torch.get_num_threads(), "amp": result.amp,
             "a2v_r1": r["a2v"]["r1"], "v2a_r1": r["v2a"]["r1"], "a2v_r5": r["a2v"]["r5"], "v2a_r5": r["v2a"]["r5"],
@@ -100,6 +103,9 @@ def print_table(rows: list[dict]) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--minutes", type=float, nargs="+", default=[2, 5, 10], help="CPU-minute budgets (default 2 5 10)")
+    p.add_argument("--steps", type=int, nargs="+", help="fixed step budgets instead of --minutes: a comparison of "
+                   "recipes that does not depend on how busy the machine is (minutes then shows the wall time)")
+    p.add_argument("--threads", type=int, help="torch threads (default: every core)")
     p.add_argument("--repeats", type=int, default=1, help="runs per budget (seeds 0..R-1); the median is printed")
     p.add_argument("--data", help="dataset folder (default: the default synthetic data, built if missing)")
     p.add_argument("--model", nargs="*", default=[], metavar="K=V", help="CAVMAEConfig.tiny() overrides")
@@ -110,11 +116,15 @@ def main(argv: list[str] | None = None) -> int:
 
     data_dir = ensure_default_dataset(args.data)
     model_sets, train_sets = _parse_sets(args.model), _parse_sets(args.train)
+    if args.threads:  # training (TrainConfig.threads) and evaluation
+        train_sets["threads"] = args.threads
+        torch.set_num_threads(args.threads)
+    budgets = [(None, s) for s in args.steps] if args.steps else [(m, None) for m in args.minutes]
     runs, rows = [], []
-    for minutes in args.minutes:
+    for minutes, steps in budgets:
         these = []
         for seed in range(args.repeats):
-            r = run_once(minutes, seed, data_dir, model_sets, train_sets)
+            r = run_once(minutes, seed, data_dir, model_sets, train_sets, steps)
             print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()}), flush=True)
             these.append(r)
         runs += these

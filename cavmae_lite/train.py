@@ -32,11 +32,12 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint, strip_module_prefix
+from .checkpoints import load_checkpoint, save_checkpoint
 from .config import CAVMAEConfig, TrainConfig
-from .mae_init import detect_layout, init_from
+from .mae_init import init_from
 from .model import CAVMAE
 from .optim import build_optimizer, lr_factor
+from .pretrained import CHECKPOINT_NAME, load_pretrained  # noqa: F401 - load_pretrained: re-exported (docs use it)
 from .runtime import (
     ResumableSampler,
     auto_threads,
@@ -49,16 +50,9 @@ from .runtime import (
 )
 from .validation import after_epoch, eval_batch_size, with_contrast_groups
 
-CHECKPOINT_NAME = "checkpoint.pt"
-
 
 class TrainingDiverged(RuntimeError):
     """The loss (or the gradient norm) became NaN / Inf; no checkpoint was written for that step."""
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Optimiser and learning-rate schedule
-# ---------------------------------------------------------------------------------------------------------
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -380,8 +374,8 @@ def pretrain(
     """
     tc = train_config
     start_time = time.time() if start_time is None else start_time
-    overrides = {k: getattr(tc, k) for k in ("mae_weight", "contrast_weight", "contrast_negatives",
-                                             "bidirectional_contrast") if getattr(tc, k) is not None}
+    overrides = {k: getattr(tc, k) for k in ("mae_weight", "contrast_weight", "contrast_temperature",
+                                             "contrast_negatives", "bidirectional_contrast") if getattr(tc, k) is not None}
     run = _open_run(config.replace(**overrides), tc, dataset, out_dir, resume, model, start_time)
     if eval_dataset is not None:
         eval_batch_size(len(eval_dataset), run.config, tc, run.world)  # too small a set fails now, not at epoch end
@@ -423,44 +417,5 @@ def pretrain(
                           [v for v in validation if v is not None])
 
 
-# ---------------------------------------------------------------------------------------------------------
-# Loading a trained model
-# ---------------------------------------------------------------------------------------------------------
-
-
-def _is_official(sd: dict[str, Any]) -> bool:
-    """An official CAV-MAE state dict (``module.`` or not), by the layout test ``pretrain --init`` uses."""
-    try:
-        return detect_layout(strip_module_prefix(sd)) == "official"
-    except CheckpointError:
-        return False  # neither layout: load_strict below says which keys are missing
-
-
-def load_pretrained(path: str | Path, config: CAVMAEConfig | None = None, map_location: str = "cpu") -> CAVMAE:
-    """A CAVMAE from a run directory, one of our checkpoints, or an official CAV-MAE pretraining checkpoint."""
-    from .checkpoints import load_strict
-
-    path = Path(path)
-    if path.is_dir():
-        path = path / CHECKPOINT_NAME
-        if not path.is_file():
-            raise FileNotFoundError(f"no {CHECKPOINT_NAME} in run directory {path.parent}")
-    obj = load_checkpoint(path, map_location=map_location)
-    if not isinstance(obj, dict):
-        raise CheckpointError(f"{path} does not hold a checkpoint dictionary")
-    sd = obj.get("model", obj)
-    if not isinstance(sd, dict):
-        raise CheckpointError(f"{path}: 'model' is not a state dict")
-    if _is_official(sd):
-        return CAVMAE.from_official(sd)
-    if config is None:
-        if "model_config" not in obj:
-            raise CheckpointError(f"{path} holds a bare state dict without its config: pass config=CAVMAEConfig...")
-        config = CAVMAEConfig.from_dict(obj["model_config"])
-    model = CAVMAE(config)
-    load_strict(model, strip_module_prefix(sd), str(path))
-    return model.eval()
-
-
-__all__ = ["PretrainResult", "TrainingDiverged", "auto_threads", "build_optimizer", "load_pretrained", "lr_factor",
+__all__ = ["CHECKPOINT_NAME", "PretrainResult", "TrainingDiverged", "auto_threads", "build_optimizer", "load_pretrained", "lr_factor",
            "pretrain", "resolve_device", "setup_distributed"]

@@ -19,12 +19,13 @@ _FLAGS = {
     "epochs": (int, "stop after this many epochs"),
     "grad_accum": (int, "micro-steps per optimiser step"),
     "clip": (float, "gradient-norm clip (0 = off; default 1.0)"),
-    "amp": (str, "auto, bf16, fp16 (with GradScaler) or none; auto = bf16 on CUDA, none on CPU"),
-    "mask_ratio_a": (float, "audio masking ratio (0.75)"),
-    "mask_ratio_v": (float, "visual masking ratio (0.75)"),
+    "amp": (str, "auto, bf16, fp16 (with GradScaler) or none; auto = bf16 on CUDA and on a CPU with native bf16, else none"),
+    "mask_ratio_a": (float, "audio masking ratio (tiny preset 0.15; paper and base 0.75)"),
+    "mask_ratio_v": (float, "visual masking ratio (tiny preset 0.15; paper and base 0.75)"),
     "mask_mode": (str, "audio masking: unstructured, time, freq or tf"),
     "mae_weight": (float, "reconstruction loss weight (0 = CAV, contrast only)"),
     "contrast_weight": (float, "contrastive loss weight (paper 0.01; tiny preset 1.0; 0 = AV-MAE)"),
+    "temperature": (float, "InfoNCE temperature tau (paper 0.05; tiny preset 0.1)"),
     "bidirectional": (lambda s: s.lower() in ("1", "true", "yes", "on"),
                       "true/false: InfoNCE in both directions (tiny preset: true; paper: false)"),
     "negatives": (str, "global (gather across ranks) or local (official per-GPU negatives)"),
@@ -41,7 +42,8 @@ _FLAGS = {
     "threads": (lambda s: -1 if s == "auto" else int(s),
                 "CPU threads: N, or auto = the idle cores (faster on a busy machine; default: all cores, reproducible)"),
 }
-_FIELD = {"clip": "clip_grad", "negatives": "contrast_negatives", "bidirectional": "bidirectional_contrast"}
+_FIELD = {"clip": "clip_grad", "temperature": "contrast_temperature", "negatives": "contrast_negatives",
+          "bidirectional": "bidirectional_contrast"}
 
 
 def add_pretrain_arguments(p: argparse.ArgumentParser) -> None:

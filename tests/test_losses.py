@@ -115,3 +115,17 @@ def test_info_nce_default_temperature_and_shape_errors():
         info_nce(audio, video[:1])
     with pytest.raises(ValueError):
         info_nce(audio[0], video[0])
+
+def test_reconstruction_loss_scores_masked_patches_only_and_matches_the_dense_form():
+    g = torch.Generator().manual_seed(0)
+    pred = torch.randn(3, 10, 12, generator=g, requires_grad=True)
+    target = torch.randn(3, 10, 12, generator=g)
+    mask = (torch.rand(3, 10, generator=g) < 0.4).float()  # a different count per row
+    dense = (((pred - normalize_patches(target)) ** 2).mean(-1) * mask).sum() / mask.sum()
+    got = reconstruction_loss(pred, target, mask)
+    assert torch.allclose(got, dense, atol=1e-6)
+    got.backward()
+    assert torch.all(pred.grad[mask == 0] == 0) and torch.any(pred.grad[mask == 1] != 0)
+    assert torch.allclose(reconstruction_loss(pred, target, mask.bool()), got)
+    with pytest.raises(ValueError, match="only 0 and 1"):
+        reconstruction_loss(pred, target, mask * 0.5)

@@ -233,3 +233,35 @@ def test_native_bf16_probe_answers_a_bool():
     from cavmae_lite.runtime import cpu_has_native_bf16
 
     assert isinstance(cpu_has_native_bf16(), bool)
+
+
+def test_train_config_temperature_overrides_the_model_and_is_validated(tmp_path):
+    c = micro_config()
+    assert c.contrast_temperature == 0.05
+    ds = PairedDataset(c, n=8)
+    r = pretrain(c, micro_train(max_steps=1, batch_size=4, contrast_temperature=0.2), ds, tmp_path / "run",
+                 progress=False)
+    assert r.model.config.contrast_temperature == 0.2  # the trained model carries the temperature it used
+    assert load_pretrained(tmp_path / "run").config.contrast_temperature == 0.2
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["model"]["contrast_temperature"] == 0.2 and saved["train"]["contrast_temperature"] == 0.2
+    with pytest.raises(ValueError, match="contrast_temperature"):
+        TrainConfig(contrast_temperature=0.0)
+    tiny = TrainConfig.preset("tiny")
+    assert (tiny.contrast_temperature, tiny.mask_ratio_a, tiny.mask_ratio_v) == (0.1, 0.15, 0.15)
+    assert TrainConfig.preset("base").contrast_temperature is None  # the paper's 0.05, from the model config
+
+
+def test_pretrain_flags_map_to_the_train_config(tmp_path):
+    import argparse
+
+    from cavmae_lite.train_cli import add_pretrain_arguments, build_configs
+
+    p = argparse.ArgumentParser()
+    add_pretrain_arguments(p)
+    model, tc = build_configs(p.parse_args(["--out", str(tmp_path / "r"), "--temperature", "0.07",
+                                            "--mask-ratio-a", "0.5", "--clip", "0"]))
+    assert (tc.contrast_temperature, tc.mask_ratio_a, tc.mask_ratio_v, tc.clip_grad) == (0.07, 0.5, 0.15, None)
+    assert model == CAVMAEConfig.tiny()  # the model preset itself keeps the paper's temperature
+    _, tc = build_configs(p.parse_args(["--out", str(tmp_path / "r")]))
+    assert tc == TrainConfig.preset("tiny")
