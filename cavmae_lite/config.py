@@ -206,8 +206,9 @@ class TrainConfig:
         every ``decay_every`` epochs thereafter (use with ``optimizer="adam"``, ``weight_decay=5e-7``);
       * ``constant`` warm-up, then flat.
     ``mae_weight`` / ``contrast_weight`` / ``contrast_temperature`` / ``contrast_negatives`` /
-    ``bidirectional_contrast`` override the model config when not None. ``contrast_groups`` G computes the InfoNCE (and c_acc) within G consecutive chunks of
-    each process's batch and averages them, as the official 4-GPU runs did (``batch_size`` must divide by G).
+    ``bidirectional_contrast`` override the model config when not None. ``contrast_groups`` G computes the
+    InfoNCE (and c_acc) within G consecutive chunks of each process's batch and averages them, as the official
+    4-GPU runs did (``batch_size`` must divide by G).
     ``init``: weights to start a new run from (ours, an official CAV-MAE or an ImageNet MAE checkpoint; see
     :func:`cavmae_lite.mae_init.init_from`); a resumed run takes its checkpoint's weights instead.
     ``keep_epochs``: also write ``epoch_<E>.pt`` (weights) at the end of every epoch. ``eval_retrieval``: the

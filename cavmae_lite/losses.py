@@ -34,8 +34,11 @@ def reconstruction_loss(pred: Tensor, target: Tensor, mask: Tensor, norm_pix_los
     if pred.device.type == "meta":  # shape checks without data: the dense form, no data-dependent sizes
         t = normalize_patches(target) if norm_pix_loss else target
         return (((pred - t) ** 2).mean(dim=-1) * mask).sum() / mask.sum().clamp(min=1)
-    if mask.dtype != torch.bool and not torch.all((mask == 0) | (mask == 1)):
-        raise ValueError("mask must hold only 0 and 1 (1 = masked)")
+    if mask.dtype != torch.bool:
+        odd = mask[(mask != 0) & (mask != 1)]
+        if odd.numel():
+            raise ValueError(f"mask must hold only 0 and 1 (1 = masked), got {odd.numel()} other values, "
+                             f"e.g. {odd[0].item():g}")
     scored = mask.bool()  # only masked patches enter the loss, so only they are normalised and compared
     if not scored.any():  # nothing masked: 0 (not NaN), still attached to the graph
         return pred.float().sum() * 0.0
