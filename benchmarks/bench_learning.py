@@ -3,6 +3,7 @@
     python benchmarks/bench_learning.py                         # budgets 2 5 10 min, the tiny preset as shipped
     python benchmarks/bench_learning.py --minutes 3 --repeats 2 --train amp=none --model num_mel_bins=128
     python benchmarks/bench_learning.py --minutes 10 --json runs/bench_learning.json
+    python benchmarks/bench_learning.py --steps 400 --threads 1 --train mask_ratio_a=0.3 mask_ratio_v=0.3   # load-independent A/B
 
 For each budget the script pretrains ``TrainConfig.preset("tiny")`` (with ``--train`` / ``--model`` overrides) on the
 train split of the default data, then measures on the 600 test pairs:

@@ -82,7 +82,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     from .data import load_dataset
     from .evaluate import compute_embeddings, probe_embeddings, retrieval_metrics
-    from .train import load_pretrained
+    from .pretrained import load_pretrained
 
     model = load_pretrained(args.checkpoint)
     (train_data, train_split), (eval_data, eval_split) = data_sources(args)
@@ -147,7 +147,7 @@ def run_embed(args: argparse.Namespace) -> int:
     import numpy as np
 
     from .evaluate import compute_embeddings
-    from .train import load_pretrained
+    from .pretrained import load_pretrained
 
     model = load_pretrained(args.checkpoint)
     src = Path(args.inputs)

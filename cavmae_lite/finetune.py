@@ -38,7 +38,7 @@ FUSIONS = ("joint", "joint+streams")
 def classifier_from_pretrained(pretrained: CAVMAE | str | Path | None, num_classes: int, config=None) -> CAVMAEClassifier:
     """A classifier whose encoder is copied from a pretrained CAVMAE (a model, a run dir / checkpoint, or None)."""
     if isinstance(pretrained, (str, Path)):
-        from .train import load_pretrained
+        from .pretrained import load_pretrained
 
         pretrained = load_pretrained(pretrained)
     if pretrained is None:

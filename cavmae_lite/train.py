@@ -37,7 +37,7 @@ from .config import CAVMAEConfig, TrainConfig
 from .mae_init import init_from
 from .model import CAVMAE
 from .optim import build_optimizer, lr_factor
-from .pretrained import CHECKPOINT_NAME, load_pretrained  # noqa: F401 - load_pretrained: re-exported (docs use it)
+from .pretrained import CHECKPOINT_NAME, load_pretrained  # load_pretrained: re-exported (docs import it from here)
 from .runtime import (
     ResumableSampler,
     auto_threads,

@@ -61,7 +61,7 @@ def load_model_for_viz(checkpoint: str | Path | None, device: str = "cpu", norm_
     else:
         from .checkpoints import nonorm_hint
         from .model import CAVMAE
-        from .train import load_pretrained  # reads our checkpoints and run folders
+        from .pretrained import load_pretrained  # reads our checkpoints and run folders
 
         official = _official_state_dict(Path(checkpoint))
         if official is not None:
