@@ -1,16 +1,22 @@
 # cavmae-lite — the two commands a user needs are `make lab` and `make test`.
-#   VENV=path        where the virtual environment lives (default .venv)
-#   PYTHON=path      use an existing interpreter instead (e.g. an active conda env: PYTHON=python)
+#   VENV=path              where the virtual environment lives (default .venv)
+#   BOOTSTRAP_PYTHON=path  the Python >= 3.10 (with its venv module) that creates it (default python3)
+#   PYTHON=path            use an existing interpreter instead, no venv (e.g. an active conda env: PYTHON=python)
 VENV ?= .venv
 PYTHON ?= $(VENV)/bin/python
+BOOTSTRAP_PYTHON ?= python3
 DATA ?= data/synthetic
 NOTEBOOKS := $(wildcard notebooks/*.ipynb)
 
-.PHONY: setup lab test data zoo html lint clean
+.PHONY: venv setup lab test data zoo html lint clean
 
-setup:
-	@if [ ! -x "$(PYTHON)" ] && [ "$(PYTHON)" = "$(VENV)/bin/python" ]; then \
-		echo "[setup] creating $(VENV)"; python3 -m venv "$(VENV)"; fi
+# The virtual environment alone (nothing installed yet: e.g. to put the CPU-only torch in first, see the README).
+# scripts/make_venv.sh: a no-op when it works; otherwise it says what is missing and how to fix it, and never leaves
+# a half-made $(VENV) behind.
+venv:
+	@if [ "$(PYTHON)" = "$(VENV)/bin/python" ]; then sh scripts/make_venv.sh "$(BOOTSTRAP_PYTHON)" "$(VENV)"; fi
+
+setup: venv
 	@$(PYTHON) scripts/ensure_env.py
 
 data: setup
@@ -22,7 +28,7 @@ JUPYTER_ROOT := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root)
 lab: data
 	$(PYTHON) -m jupyter lab $(JUPYTER_ROOT) notebooks/
 
-# Retrain the shipped tutorial model (cavmae_lite/weights/tiny.pt + tiny.json) with its recorded recipe.
+# Retrain the shipped tutorial model (cavmae_lite/weights/tiny.safetensors + tiny.json) with its recorded recipe.
 zoo: data
 	$(PYTHON) -m cavmae_lite.cli zoo build
 

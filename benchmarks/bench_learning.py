@@ -33,8 +33,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cavmae_lite.config import CAVMAEConfig, TrainConfig
-from cavmae_lite.evaluate import retrieval
-from cavmae_lite.reconstruction import reconstruction_report
+from cavmae_lite.evaluate import reconstruction_report, retrieval
 
 
 def _parse_sets(items: list[str]) -> dict:

@@ -10,7 +10,27 @@ from .losses import info_nce, reconstruction_loss
 from .masking import random_masking
 from .model import CAVMAE, CAVMAEClassifier, CAVMAEOutput
 
-__version__ = "0.1.0"
+
+def _version() -> str:
+    """The installed distribution's version (pyproject.toml's, the one literal); a source tree that is not installed
+    reads pyproject.toml beside the package."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("cavmae-lite")
+    except PackageNotFoundError:
+        import re
+        from pathlib import Path
+
+        try:
+            text = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text(encoding="utf-8")
+        except OSError:
+            return "0+unknown"
+        m = re.search(r'^version\s*=\s*"([^"]+)"', text, re.MULTILINE)
+        return m.group(1) if m else "0+unknown"
+
+
+__version__ = _version()
 
 __all__ = [
     "CAVMAE",

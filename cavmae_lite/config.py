@@ -285,6 +285,10 @@ class TrainConfig:
                              f"groups of at least 2 clips (e.g. batch 48 with 4 groups of 12)")
         if self.warmup_steps < 0 or self.checkpoint_every <= 0 or self.log_every <= 0:
             raise ValueError("TrainConfig.warmup_steps must be >= 0, checkpoint_every and log_every > 0")
+        for name in ("max_steps", "epochs", "max_minutes"):  # budgets: None (no limit) or positive
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"TrainConfig.{name} must be > 0 (or None for no limit), got {value}")
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> TrainConfig:

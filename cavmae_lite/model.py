@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from .config import CAVMAEConfig
 from .layers import Block, run_blocks
 from .losses import info_nce, reconstruction_loss
-from .masking import random_masking, unshuffle
+from .masking import Masked, random_masking, unshuffle
 from .tokenizers import PatchEmbed, audio_to_image, patchify_audio, patchify_video, sincos_2d
 
 
@@ -37,22 +37,18 @@ def _frozen_or_trainable(table: Tensor, trainable: bool) -> nn.Parameter:
     return nn.Parameter(table.unsqueeze(0), requires_grad=trainable)
 
 
-def _check_inputs(config: CAVMAEConfig, audio: Tensor | None, video: Tensor | None) -> None:
+def check_inputs(config: CAVMAEConfig, audio: Tensor | None, video: Tensor | None) -> None:
     """Raise a ValueError naming the expected and the received shapes."""
     if audio is not None:
         want = (config.audio_length, config.num_mel_bins)
         if audio.dim() != 3 or tuple(audio.shape[1:]) != want:
-            raise ValueError(
-                f"audio must be a (B, T, F) fbank with T={want[0]}, F={want[1]} for this config; "
-                f"got shape {tuple(audio.shape)}"
-            )
+            raise ValueError(f"audio must be a (B, T, F) fbank with T={want[0]}, F={want[1]} for this config; "
+                             f"got shape {tuple(audio.shape)}")
     if video is not None:
         want = (config.in_chans, config.img_size, config.img_size)
         if video.dim() != 4 or tuple(video.shape[1:]) != want:
-            raise ValueError(
-                f"video must be (B, C, H, W) frames with C={want[0]}, H=W={want[1]} for this config; "
-                f"got shape {tuple(video.shape)}"
-            )
+            raise ValueError(f"video must be (B, C, H, W) frames with C={want[0]}, H=W={want[1]} for this config; "
+                             f"got shape {tuple(video.shape)}")
     if audio is not None and video is not None and audio.shape[0] != video.shape[0]:
         raise ValueError(f"audio and video batch sizes differ: {audio.shape[0]} vs {video.shape[0]}")
 
@@ -69,9 +65,21 @@ def init_weights(module: nn.Module) -> None:
         nn.init.xavier_uniform_(module.proj.weight.view(module.proj.weight.shape[0], -1))
 
 
-# ---------------------------------------------------------------------------------------------------------
-# Encoder
-# ---------------------------------------------------------------------------------------------------------
+# ----- Encoder ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Encoded:
+    """One pass of :meth:`CAVMAEEncoder.encode`: the modality-specific outputs before the joint layer(s).
+
+    audio (B, Ka, D), video (B', Kv, D): None for a missing input; Ka = La and Kv = Lv when not masked.
+    masked_a, masked_v: the :class:`~cavmae_lite.masking.Masked` of each masked modality (mask, ids_restore), else None.
+    """
+
+    audio: Tensor | None
+    video: Tensor | None
+    masked_a: Masked | None = None
+    masked_v: Masked | None = None
 
 
 class CAVMAEEncoder(nn.Module):
@@ -125,20 +133,45 @@ class CAVMAEEncoder(nn.Module):
         """Video tokens alone -> joint blocks with the video LN set -> norm_video: (B, Lv', D)."""
         return self.norm_video(run_blocks(self.joint_blocks, x, "video"))
 
+    def encode(self, audio: Tensor | None, video: Tensor | None, mask_ratio_a: float | None = None,
+               mask_ratio_v: float | None = None, noise_a: Tensor | None = None, noise_v: Tensor | None = None,
+               mask_mode: str = "unstructured", generator: torch.Generator | None = None) -> Encoded:
+        """embed (+ positional + modality) -> mask (when a ratio is given) -> modality-specific blocks, per modality.
+
+        audio (B, T, F) and video (B', C, H, W) may have different batch sizes (frame averaging) and either may be
+        None. Masking noise, when not given, is drawn audio first, then video (as the official code). The joint
+        and the two contrastive streams take it from here: ``joint_stream(e.audio, e.video)``,
+        ``audio_stream(e.audio)``, ``video_stream(e.video)``.
+        """
+        check_inputs(self.config, audio, None)
+        check_inputs(self.config, None, video)
+        c = self.config
+        masked_a = masked_v = None
+        x_a = None if audio is None else self.embed_audio(audio)  # (B, La, D)
+        x_v = None if video is None else self.embed_video(video)  # (B', Lv, D)
+        if x_a is not None and mask_ratio_a is not None:
+            masked_a = random_masking(x_a, mask_ratio_a, noise_a, mask_mode, c.audio_grid, generator)
+            x_a = masked_a.visible  # (B, Ka, D)
+        if x_v is not None and mask_ratio_v is not None:
+            masked_v = random_masking(x_v, mask_ratio_v, noise_v, "unstructured", generator=generator)
+            x_v = masked_v.visible  # (B', Kv, D)
+        h_a = None if x_a is None else self.audio_specific(x_a)
+        h_v = None if x_v is None else self.video_specific(x_v)
+        return Encoded(h_a, h_v, masked_a, masked_v)
+
     def forward_features(self, audio: Tensor | None, video: Tensor | None) -> tuple[Tensor | None, Tensor | None]:
         """Unmasked token features (B, La, D), (B, Lv, D) from the audio / video streams (official ``forward_feat``).
 
         Either input may be None, in which case its output is None.
         """
-        _check_inputs(self.config, audio, video)
-        a = None if audio is None else self.audio_stream(self.audio_specific(self.embed_audio(audio)))
-        v = None if video is None else self.video_stream(self.video_specific(self.embed_video(video)))
+        check_inputs(self.config, audio, video)
+        e = self.encode(audio, video)
+        a = None if e.audio is None else self.audio_stream(e.audio)
+        v = None if e.video is None else self.video_stream(e.video)
         return a, v
 
 
-# ---------------------------------------------------------------------------------------------------------
-# Decoder
-# ---------------------------------------------------------------------------------------------------------
+# ----- Decoder ---------------------------------------------------------------------------------------------
 
 
 class JointDecoder(nn.Module):
@@ -158,9 +191,8 @@ class JointDecoder(nn.Module):
         self.head_audio = nn.Linear(Dd, c.audio_patch_dim)
         self.head_video = nn.Linear(Dd, c.video_patch_dim)
 
-    def forward(
-        self, latent: Tensor, num_visible_audio: int, ids_restore_a: Tensor, ids_restore_v: Tensor
-    ) -> tuple[Tensor, Tensor]:
+    def forward(self, latent: Tensor, num_visible_audio: int, ids_restore_a: Tensor,
+                ids_restore_v: Tensor) -> tuple[Tensor, Tensor]:
         """latent (B, Ka + Kv, D) -> pred_a (B, La, p*p), pred_v (B, Lv, p*p*C), every token in original order."""
         x = self.embed(latent)
         x_a = unshuffle(x[:, :num_visible_audio], self.mask_token, ids_restore_a)  # (B, La, Dd)
@@ -172,9 +204,44 @@ class JointDecoder(nn.Module):
         return self.head_audio(x[:, :La]), self.head_video(x[:, La:])
 
 
-# ---------------------------------------------------------------------------------------------------------
-# Pretraining model
-# ---------------------------------------------------------------------------------------------------------
+# ----- Pretraining model (and what it shares with the classifier: encode, loading, saving) -----------------
+
+
+class PretrainedModel(nn.Module):
+    """The base of :class:`CAVMAE` and :class:`CAVMAEClassifier`, which set ``self.encoder`` and ``self.config``."""
+
+    def encode(self, audio: Tensor | None, video: Tensor | None, *args: Any, **kwargs: Any) -> Encoded:
+        """embed -> (mask) -> modality-specific blocks; see :meth:`CAVMAEEncoder.encode`."""
+        return self.encoder.encode(audio, video, *args, **kwargs)
+
+    def forward_features(self, audio: Tensor | None, video: Tensor | None) -> tuple[Tensor | None, Tensor | None]:
+        """Unmasked features: audio_tokens (B, La, D), video_tokens (B, Lv, D) (official ``forward_feat``)."""
+        return self.encoder.forward_features(audio, video)
+
+    def num_params(self, trainable_only: bool = False) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+
+    @classmethod
+    def from_official(cls, path_or_state_dict: str | Path | dict, **overrides: Any):
+        """Build from an official checkpoint (``CAVMAE`` pretraining or ``CAVMAEFT`` fine-tuned): sizes inferred from
+        the weights, ``overrides`` for what they cannot tell (``num_heads``, ``decoder_num_heads``, ...).
+
+        ``norm_pix_loss`` defaults to True: pass ``norm_pix_loss=False`` for the released ``CAV-MAE-Base-NoNorm``
+        (predictions in input units). A classifier from a pretraining checkpoint drops the decoder and gets a fresh
+        head (pass ``num_classes``)."""
+        from .checkpoints import load_official
+        return load_official(cls, path_or_state_dict, **overrides)
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu"):
+        """The model (in eval mode, on ``device``) saved in ``directory`` by :meth:`save_pretrained`."""
+        from .checkpoints import from_pretrained
+        return from_pretrained(cls, directory, device)
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write ``directory``/config.json + model.safetensors (the Hugging Face hub's layout); returns the folder."""
+        from .checkpoints import save_pretrained
+        return save_pretrained(self, directory)
 
 
 @dataclass
@@ -204,7 +271,7 @@ class CAVMAEOutput:
     logits: Tensor | None = None
 
 
-class CAVMAE(nn.Module):
+class CAVMAE(PretrainedModel):
     """Contrastive Audio-Visual Masked Autoencoder (pretraining model)."""
 
     def __init__(self, config: CAVMAEConfig | None = None):
@@ -217,29 +284,22 @@ class CAVMAE(nn.Module):
                   self.decoder.video_modality, self.decoder.mask_token):
             nn.init.normal_(p, std=0.02)
 
-    def forward(
-        self,
-        audio: Tensor,
-        video: Tensor,
-        mask_ratio_a: float = 0.75,
-        mask_ratio_v: float = 0.75,
-        noise_a: Tensor | None = None,
-        noise_v: Tensor | None = None,
-        mask_mode: str = "unstructured",
-        generator: torch.Generator | None = None,
-    ) -> CAVMAEOutput:
+    def forward(self, audio: Tensor, video: Tensor, mask_ratio_a: float = 0.75, mask_ratio_v: float = 0.75,
+                noise_a: Tensor | None = None, noise_v: Tensor | None = None, mask_mode: str = "unstructured",
+                generator: torch.Generator | None = None, loss_settings: dict[str, Any] | None = None) -> CAVMAEOutput:
         """audio (B, T, F) normalised fbank, video (B, C, H, W) normalised frames -> :class:`CAVMAEOutput`.
+
+        ``loss_settings``: loss fields of the config (weights, temperature, direction, negatives) to use in place of
+        ``self.config``'s for this call (a training run's overrides, validation's local negatives).
 
         Noise for masking, when not given, is drawn audio first, then video (as the official code). A modality
         masked entirely (ratio 1.0, the cross-modal explorer of notebook 04) has no tokens to pool into c_a / c_v:
         the contrastive branch is then skipped (``loss_c`` 0, embeddings None); training refuses ratio 1.0.
         """
-        c, enc = self.config, self.encoder
-        _check_inputs(c, audio, video)
-        masked_a = random_masking(enc.embed_audio(audio), mask_ratio_a, noise_a, mask_mode, c.audio_grid, generator)
-        masked_v = random_masking(enc.embed_video(video), mask_ratio_v, noise_v, "unstructured", generator=generator)
-        h_a = enc.audio_specific(masked_a.visible)  # (B, Ka, D)
-        h_v = enc.video_specific(masked_v.visible)  # (B, Kv, D)
+        c, enc = (self.config.replace(**loss_settings) if loss_settings else self.config), self.encoder
+        check_inputs(c, audio, video)
+        e = self.encode(audio, video, mask_ratio_a, mask_ratio_v, noise_a, noise_v, mask_mode, generator)
+        h_a, h_v, masked_a, masked_v = e.audio, e.video, e.masked_a, e.masked_v  # (B, Ka, D), (B, Kv, D)
 
         zero = audio.new_zeros((), dtype=torch.float32)
         loss_rec_a = loss_rec_v = loss_c = c_acc = zero
@@ -260,10 +320,6 @@ class CAVMAE(nn.Module):
         return CAVMAEOutput(loss, loss_rec, loss_rec_a, loss_rec_v, loss_c, c_acc, masked_a.mask, masked_v.mask,
                             pred_a, pred_v, audio_emb, video_emb, logits)
 
-    def forward_features(self, audio: Tensor | None, video: Tensor | None) -> tuple[Tensor | None, Tensor | None]:
-        """Unmasked features: audio_tokens (B, La, D), video_tokens (B, Lv, D) (official ``forward_feat``)."""
-        return self.encoder.forward_features(audio, video)
-
     @torch.no_grad()
     def embed(self, audio: Tensor | None, video: Tensor | None) -> tuple[Tensor | None, Tensor | None]:
         """Mean-pooled, L2-normalised retrieval embeddings (B, D) for audio and video (spec §6.2)."""
@@ -271,32 +327,13 @@ class CAVMAE(nn.Module):
         pool = lambda t: None if t is None else F.normalize(t.mean(dim=1), dim=-1)
         return pool(a), pool(v)
 
-    @classmethod
-    def from_official(cls, path_or_state_dict: str | Path | dict, **overrides: Any) -> CAVMAE:
-        """Build a model from an official CAV-MAE pretraining checkpoint (sizes inferred from the weights).
 
-        ``norm_pix_loss`` cannot be read from the weights: it defaults to True; pass ``norm_pix_loss=False`` for
-        the released ``CAV-MAE-Base-NoNorm`` (its predictions are already in input units).
-        """
-        from .checkpoints import load_official
-
-        return load_official(cls, path_or_state_dict, **overrides)
-
-    def num_params(self, trainable_only: bool = False) -> int:
-        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Classifier (fine-tuning model)
-# ---------------------------------------------------------------------------------------------------------
+# ----- Classifier (fine-tuning model) ----------------------------------------------------------------------
 
 CLASSIFIER_MODES = ("multimodal", "audio_only", "video_only", "missing_video", "missing_audio")
-MODE_ALIASES = {
-    "audioonly": "audio_only",
-    "videoonly": "video_only",
-    "missingaudioonly": "missing_video",  # official: missing-modality case, only audio present
-    "missingvideoonly": "missing_audio",  # official: missing-modality case, only video present
-}
+# the official names; missingaudioonly / missingvideoonly: the missing-modality case with only audio / video present
+MODE_ALIASES = {"audioonly": "audio_only", "videoonly": "video_only", "missingaudioonly": "missing_video",
+                "missingvideoonly": "missing_audio"}
 
 
 def canonical_mode(mode: str) -> str:
@@ -318,7 +355,7 @@ class ClassifierHead(nn.Module):
         return self.fc(self.norm(x))
 
 
-class CAVMAEClassifier(nn.Module):
+class CAVMAEClassifier(PretrainedModel):
     """The encoders of CAV-MAE plus a classification head (official ``CAVMAEFT``); no masking, no decoder."""
 
     def __init__(self, config: CAVMAEConfig | None = None, num_classes: int = 527, trainable_pos: bool = True):
@@ -340,9 +377,9 @@ class CAVMAEClassifier(nn.Module):
         need_v = mode in ("multimodal", "video_only", "missing_audio")
         if (need_a and audio is None) or (need_v and video is None):
             raise ValueError(f"mode {mode!r} needs {'audio' if need_a and audio is None else 'video'}, got None")
-        _check_inputs(self.config, audio if need_a else None, video if need_v else None)
-        h_a = enc.audio_specific(enc.embed_audio(audio)) if need_a else None
-        h_v = enc.video_specific(enc.embed_video(video)) if need_v else None
+        check_inputs(self.config, audio if need_a else None, video if need_v else None)
+        e = enc.encode(audio if need_a else None, video if need_v else None)
+        h_a, h_v = e.audio, e.video
         if mode == "multimodal":
             return enc.joint_stream(h_a, h_v).mean(dim=1)
         if mode == "audio_only":
@@ -356,19 +393,3 @@ class CAVMAEClassifier(nn.Module):
     def forward(self, audio: Tensor | None, video: Tensor | None, mode: str = "multimodal") -> Tensor:
         """audio (B, T, F), video (B, C, H, W) (either may be None if the mode does not use it) -> logits (B, K)."""
         return self.head(self.pooled(audio, video, mode))
-
-    def forward_features(self, audio: Tensor | None, video: Tensor | None) -> tuple[Tensor | None, Tensor | None]:
-        return self.encoder.forward_features(audio, video)
-
-    @classmethod
-    def from_official(cls, path_or_state_dict: str | Path | dict, **overrides: Any) -> CAVMAEClassifier:
-        """Build from an official fine-tuned (``CAVMAEFT``) or pretraining checkpoint.
-
-        From a pretraining checkpoint the decoder is dropped and a fresh head is made (pass ``num_classes``).
-        """
-        from .checkpoints import load_official
-
-        return load_official(cls, path_or_state_dict, **overrides)
-
-    def num_params(self, trainable_only: bool = False) -> int:
-        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)

@@ -1,5 +1,11 @@
-"""Where a training run executes: device, CPU threads, mixed precision, torch.distributed, and the RNG / data-order
-state that exact resume needs. Used by :mod:`cavmae_lite.train`; nothing here knows about the model.
+"""Where a run executes: device, CPU threads, mixed precision, torch.distributed, and the RNG / data-order state
+that exact resume needs. Nothing here knows about the model.
+
+The one home of the device and precision choice for every caller (training, fine-tuning, evaluation, the CLI):
+
+    device = resolve_device(None)            # "auto" / None -> cuda if available else cpu; "cuda:1", torch.device
+    amp = resolve_amp("auto", device)        # -> "bf16" | "fp16" | "none" (auto: bf16 where it is native)
+    with autocast(amp, device): ...          # torch.autocast for bf16 / fp16, nothing for none
 """
 
 from __future__ import annotations
@@ -14,17 +20,26 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Dataset, DistributedSampler
 
+from .config import AMP_MODES
+
 # ---------------------------------------------------------------------------------------------------------
 # Devices, threads, precision
 # ---------------------------------------------------------------------------------------------------------
 
 
-def resolve_device(name: str = "auto") -> torch.device:
-    if name == "auto":
+def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
+    """The device to run on: ``None`` or ``"auto"`` -> CUDA when available, else CPU; anything else as
+    :class:`torch.device` reads it (``"cpu"``, ``"cuda"``, ``"cuda:1"``, a ``torch.device``).
+
+    ValueError for a CUDA device that this machine does not have (no CUDA, or an index past the last GPU)."""
+    if name is None or name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available; use --device cpu")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {str(name)!r} requested but CUDA is not available; use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"device {str(name)!r} requested but this machine has {torch.cuda.device_count()} GPU(s)")
     return device
 
 
@@ -49,17 +64,28 @@ def cpu_has_native_bf16() -> bool:
         return False
 
 
-def resolve_amp(amp: str, device: torch.device) -> str:
-    """'auto' -> bf16 on a CUDA device that supports it and on a CPU with native bf16 (measured on the 2-core
-    AVX512-BF16 machine: a tiny-config step in 0.19 s instead of 0.42 s), else none. fp16 on CPU works but is slow."""
+def resolve_amp(amp: str | None, device: torch.device | str) -> str:
+    """The precision to run in: ``"bf16"``, ``"fp16"`` or ``"none"`` (``None`` is ``"none"``).
+
+    'auto' -> bf16 on a CUDA device that supports it and on a CPU with native bf16 (measured on the 2-core
+    AVX512-BF16 machine: a tiny-config step in 0.19 s instead of 0.42 s), else none. fp16 on CPU works but is slow.
+    ValueError for anything that is not one of ``AMP_MODES``."""
+    amp = "none" if amp is None else amp
+    if amp not in AMP_MODES:
+        raise ValueError(f"amp must be one of {AMP_MODES}, got {amp!r}")
     if amp == "auto":
+        device = torch.device(device)
         if device.type == "cuda":
             return "bf16" if torch.cuda.is_bf16_supported() else "none"
         return "bf16" if device.type == "cpu" and cpu_has_native_bf16() else "none"
     return amp
 
 
-def autocast(amp: str, device: torch.device):
+def autocast(amp: str | None, device: torch.device | str):
+    """Context manager for a forward pass in precision ``amp`` (any of ``AMP_MODES``, resolved as
+    :func:`resolve_amp` does) on ``device``: ``torch.autocast`` to bf16 / fp16, or no autocast at all for none."""
+    device = torch.device(device)
+    amp = resolve_amp(amp, device)
     if amp == "none":
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
@@ -128,5 +154,5 @@ def setup_distributed(device_name: str = "auto") -> tuple[int, int, torch.device
     return rank, world, device
 
 
-__all__ = ["ResumableSampler", "auto_threads", "autocast", "cpu_has_native_bf16", "get_rng_state", "resolve_amp", "resolve_device",
-           "set_rng_state", "setup_distributed"]
+__all__ = ["ResumableSampler", "auto_threads", "autocast", "cpu_has_native_bf16", "get_rng_state", "resolve_amp",
+           "resolve_device", "set_rng_state", "setup_distributed"]

@@ -1,13 +1,15 @@
 """The tutorial model: a tiny CAV-MAE pretrained on the default synthetic data, shipped inside the package.
 
     from cavmae_lite import zoo
-    model = zoo.pretrained_tiny()              # loads cavmae_lite/weights/tiny.pt (fp16 on disk), trains nothing
+    model = zoo.pretrained_tiny()              # loads cavmae_lite/weights/tiny.safetensors (fp16), trains nothing
     model, card = zoo.pretrained_tiny_info()   # ... and its card: recipe, machine, wall time, measured metrics
 
 Notebooks 04, 05, 07 and 08 show this model. It is built by ``cavmae-lite zoo build`` (``make zoo``) with the
 recorded :func:`recipe` — ``CAVMAEConfig.tiny()``, ``TrainConfig.preset("tiny")`` with :data:`BUILD_TRAIN`, on the
-train split of the default data — then evaluated on the 600 test pairs, and written as fp16 weights (``tiny.pt``)
-with a JSON card beside it (``tiny.json``). Both are committed, so a clone and a ``pip install`` have them.
+train split of the default data — then evaluated on the 600 test pairs, and written as fp16 weights
+(``tiny.safetensors``: no pickle; the model config in its metadata) with a JSON card beside it (``tiny.json``). Both
+are committed, so a clone and a ``pip install`` have them. The weights file is also a checkpoint the CLI takes
+(``--checkpoint cavmae_lite/weights/tiny.safetensors``).
 
 The recipe's key (a hash of the model and training settings and of the data *generator*, its seed and split sizes)
 is on the card. Regenerated data that differs only in encoded bytes (another JPEG or FLAC encoder) keeps the
@@ -17,7 +19,6 @@ test then fails and says to run ``make zoo``.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -29,7 +30,7 @@ from typing import Any
 
 import torch
 
-from .checkpoints import CheckpointError, load_checkpoint, load_strict, save_checkpoint
+from .checkpoints import atomic_write, load_pretrained, save_safetensors
 from .config import CAVMAEConfig, TrainConfig
 from .model import CAVMAE
 
@@ -67,7 +68,7 @@ def recipe_key(r: dict[str, Any] | None = None) -> str:
 
 
 def weights_path(directory: str | Path | None = None) -> Path:
-    return Path(directory or WEIGHTS_DIR) / f"{NAME}.pt"
+    return Path(directory or WEIGHTS_DIR) / f"{NAME}.safetensors"
 
 
 def card_path(directory: str | Path | None = None) -> Path:
@@ -94,11 +95,7 @@ def pretrained_tiny_info(device: str | torch.device = "cpu", directory: str | Pa
     if not path.is_file():
         raise FileNotFoundError(f"the tutorial model {path} is missing: build it with `make zoo` "
                                 "(cavmae-lite zoo build)")
-    obj = load_checkpoint(path)
-    if not isinstance(obj, dict) or "model" not in obj or "model_config" not in obj:
-        raise CheckpointError(f"{path} is not a zoo checkpoint (needs 'model' and 'model_config')")
-    model = CAVMAE(CAVMAEConfig.from_dict(obj["model_config"]))
-    load_strict(model, {k: v.float() for k, v in obj["model"].items()}, str(path))
+    model = load_pretrained(path)  # fp16 on disk -> the fp32 model; config from the file's metadata
     card = read_card(directory)
     if not card_is_current(card):
         warnings.warn(f"{path.name} was trained with another recipe or data generator than this code's "
@@ -128,8 +125,7 @@ def _machine(device: torch.device) -> dict[str, Any]:
 def evaluate_model(model: CAVMAE, data_dir: str | Path, split: str = "test") -> dict[str, Any]:
     """The card's metrics: retrieval on ``split`` and the masked-patch reconstruction report (with baselines)."""
     from .data import load_dataset
-    from .evaluate import retrieval
-    from .reconstruction import reconstruction_report
+    from .evaluate import reconstruction_report, retrieval
 
     ds = load_dataset(data_dir, config=model.config, split=split)
     r = retrieval(model, ds, device="cpu")
@@ -142,7 +138,8 @@ def evaluate_model(model: CAVMAE, data_dir: str | Path, split: str = "test") -> 
 def build(out_dir: str | Path | None = None, data_dir: str | Path | None = None, device: str = "auto",
           threads: int = 0, max_steps: int | None = None, run_dir: str | Path | None = None,
           progress: bool = True) -> dict[str, Any]:
-    """Train the tutorial model with :func:`recipe`, evaluate it, write ``tiny.pt`` (fp16) and ``tiny.json``.
+    """Train the tutorial model with :func:`recipe`, evaluate it, write ``tiny.safetensors`` (fp16) and ``tiny.json``
+    (each atomically).
 
     max_steps: override the recipe's budget (the card then no longer matches it; for trials and tests).
     run_dir: keep the full-precision training checkpoint there (resumable with the same call). Returns the card.
@@ -169,46 +166,20 @@ def build(out_dir: str | Path | None = None, data_dir: str | Path | None = None,
             "metrics": evaluate_model(model, data_dir),
             "history": [{k: (round(v, 5) if isinstance(v, float) else v) for k, v in h.items()}
                         for h in result.history]}
-    half = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
-    save_checkpoint({"model": half, "model_config": model.config.to_dict(), "recipe_key": card["recipe_key"]},
-                    weights_path(out_dir))
-    tmp = card_path(out_dir).with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(card, indent=1) + "\n")
-    os.replace(tmp, card_path(out_dir))
+    write_weights(model, card["recipe_key"], out_dir)
+    text = (json.dumps(card, indent=1) + "\n").encode()
+    atomic_write(card_path(out_dir), lambda f: f.write(text))
     return card
 
 
-# ---------------------------------------------------------------------------------------------------------
-# CLI: cavmae-lite zoo build | info
-# ---------------------------------------------------------------------------------------------------------
+def write_weights(model: CAVMAE, key: str | None, directory: str | Path | None = None) -> Path:
+    """The shipped form of ``model``: fp16 tensors in ``tiny.safetensors``, its config and recipe key as metadata."""
+    half = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    meta = {"format": "pt", "model_config": json.dumps(model.config.to_dict(), sort_keys=True)}
+    if key:
+        meta["recipe_key"] = key
+    return save_safetensors(half, weights_path(directory), metadata=meta)
 
 
-def add_zoo_arguments(p: argparse.ArgumentParser) -> None:
-    sub = p.add_subparsers(dest="zoo_command", metavar="ACTION", required=True)
-    b = sub.add_parser("build", help="train the tutorial model with the recorded recipe and write weights + card")
-    b.add_argument("--out", help=f"folder for {NAME}.pt and {NAME}.json (default: the package's weights/)")
-    b.add_argument("--data", help="default synthetic dataset folder (built if missing)")
-    b.add_argument("--device", default="auto", help="auto, cpu, cuda ...")
-    b.add_argument("--threads", type=lambda s: -1 if s == "auto" else int(s), default=0,
-                   help="CPU threads (default: all cores; auto = the idle ones)")
-    b.add_argument("--max-steps", type=int, help="override the recipe's budget (the card then records no recipe key)")
-    b.add_argument("--run-dir", help="keep the training checkpoint here; rerunning resumes it")
-    sub.add_parser("info", help="print the shipped model's card (without its loss history)")
-
-
-def run_zoo(args: argparse.Namespace) -> int:
-    if args.zoo_command == "info":
-        card = read_card()
-        card.pop("history", None)
-        card["current"] = card_is_current(card)
-        print(json.dumps(card, indent=1))
-        return 0
-    card = build(args.out, args.data, args.device, args.threads, args.max_steps, args.run_dir)
-    print(json.dumps({k: card[k] for k in ("recipe_key", "steps", "wall_minutes", "metrics")}, indent=1))
-    print(f"wrote {weights_path(args.out)} ({weights_path(args.out).stat().st_size / 1e6:.1f} MB) and "
-          f"{card_path(args.out)}")
-    return 0
-
-
-__all__ = ["BUILD_TRAIN", "build", "card_is_current", "evaluate_model", "pretrained_tiny", "pretrained_tiny_info",
-           "read_card", "recipe", "recipe_key", "weights_path"]
+__all__ = ["BUILD_TRAIN", "build", "card_is_current", "card_path", "evaluate_model", "pretrained_tiny",
+           "pretrained_tiny_info", "read_card", "recipe", "recipe_key", "weights_path", "write_weights"]

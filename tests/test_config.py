@@ -1,4 +1,4 @@
-"""CAVMAEConfig: presets, derived sizes, validation messages, JSON round trip."""
+"""CAVMAEConfig: presets, derived sizes, validation messages, JSON round trip; TrainConfig budget checks."""
 
 from __future__ import annotations
 
@@ -100,3 +100,16 @@ def test_json_round_trip_and_replace(tmp_path):
     assert r.mae_weight == 0.0 and c.mae_weight == 1.0
     with pytest.raises(ValueError, match="img_size"):
         c.replace(img_size=95)
+
+
+@pytest.mark.parametrize("field,value", [("max_steps", 0), ("max_steps", -3), ("epochs", 0), ("epochs", -1),
+                                         ("max_minutes", 0.0), ("max_minutes", -0.5), ("max_minutes", float("nan"))])
+def test_train_budgets_must_be_positive(field, value):
+    from cavmae_lite.config import TrainConfig
+
+    with pytest.raises(ValueError, match=f"TrainConfig.{field} must be > 0"):
+        TrainConfig(**{field: value})
+    with pytest.raises(ValueError, match=f"TrainConfig.{field} must be > 0"):
+        TrainConfig.from_dict(TrainConfig(max_steps=5).to_dict(), **{field: value})  # the resume path too
+    assert getattr(TrainConfig(**{field: 2}), field) == 2
+    assert TrainConfig(max_steps=None, epochs=None, max_minutes=0.5).max_minutes == 0.5  # None: no limit

@@ -18,7 +18,7 @@ from cavmae_lite.data import (
     wav_to_fbank,
     write_wav,
 )
-from cavmae_lite.data.writers import tone
+from tests.media import tone
 
 
 def _peak_bin(wave, rate=16000):

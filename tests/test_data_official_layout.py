@@ -10,7 +10,7 @@ from PIL import Image
 from cavmae_lite.config import CAVMAEConfig
 from cavmae_lite.data import build_cache, load_dataset, read_manifest, write_wav
 from cavmae_lite.data.cache import CACHE_VERSION, cache_dir
-from cavmae_lite.data.writers import tone
+from tests.media import tone
 
 TINY = CAVMAEConfig.tiny()
 IDS = ["--4gqARaEJE", "DWKN92ewsJ_"]
@@ -100,7 +100,7 @@ def test_cli_reads_an_official_datafile_with_absolute_paths_and_no_split(tmp_pat
     data = _datafile(lists / "eval.json", [
         {"video_id": v, "wav": str(audio / f"{v}.wav"), "video_path": str(frames), "labels": "/m/a,/m/b"} for v in IDS])
     (lists / "class_labels_indices.csv").write_text('index,mid,display_name\n0,/m/a,"Speech"\n1,/m/b,"Dog"\n')
-    weights = "cavmae_lite/weights/tiny.pt"
+    weights = "cavmae_lite/weights/tiny.safetensors"
     assert main(["evaluate", "retrieval", "--checkpoint", weights, "--data", str(data), "--labels",
                  str(lists / "class_labels_indices.csv"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["n"] == 2

@@ -11,7 +11,7 @@ from cavmae_lite.cli import main
 from cavmae_lite.config import CAVMAEConfig
 from cavmae_lite.data import load_dataset, read_manifest
 from cavmae_lite.data.prepare import assign_video_ids, is_safe_id, padding_warning, prepare, source_name, video_id_for
-from cavmae_lite.data.writers import moving_frames, tone, write_video
+from tests.media import moving_frames, tone, write_video
 
 GOOD = {
     # 44.1 kHz stereo AAC + h264, landscape
@@ -154,6 +154,8 @@ def test_cli_exit_status(src, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "no clip could be prepared" in err
     assert json.loads((tmp_path / "none" / "prepare_report.json").read_text())["skipped"][0]["file"] == "x.mp4"
+    assert main(["prepare", str(bad), str(tmp_path / "none"), "--channel", "left"]) == 2
+    assert "--channel must be an index (0, 1, ...) or 'mean', got 'left'" in capsys.readouterr().err
 
 
 # ----- ids: verbatim when safe, changed (and recorded) only when unsafe or shared ----------------------------
@@ -175,7 +177,7 @@ def test_youtube_style_ids_kept_verbatim_and_the_cli_reads_the_manifest_without_
     assert all("source_name" not in e and "split" not in e for e in m.entries) and report["renamed"] == []
     for e in m.entries:
         assert m.wav_path(e).name == e["video_id"] + ".wav" and m.frame_path(e, 1).is_file()
-    weights = "cavmae_lite/weights/tiny.pt"
+    weights = "cavmae_lite/weights/tiny.safetensors"
     assert main(["evaluate", "retrieval", "--checkpoint", weights, "--data", str(tmp_path / "out" / "manifest.json"),
                  "--json"]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["n"] == len(YOUTUBE_STYLE)

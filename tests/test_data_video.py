@@ -13,11 +13,12 @@ from cavmae_lite.data import (
     denormalize_frame,
     load_frames,
     load_image,
+    normalize_frame,
     preprocess_frame,
     resize_center_crop,
 )
 from cavmae_lite.data.video import frame_indices
-from cavmae_lite.data.writers import moving_frames, tone, write_video
+from tests.media import moving_frames, tone, write_video
 
 
 @pytest.mark.parametrize("shape", [(48, 64, 3), (61, 37, 3), (7, 5, 3), (30, 30, 4), (33, 45), (33, 45, 1)])
@@ -104,3 +105,46 @@ def test_clip_to_inputs_on_any_video(tmp_path):
     assert torch.equal(x["video"], x["frames"][2])
     y = clip_to_inputs(p)  # base sizes
     assert y["audio"].shape == (1024, 128) and y["frames"].shape == (10, 3, 224, 224)
+
+
+def _textured_frames(n: int, height: int, width: int) -> np.ndarray:
+    """Gradients, a checkerboard and noise: real picture content for the bicubic filter (overshoot, clipping)."""
+    rng = np.random.default_rng(7)
+    yy, xx = np.mgrid[0:height, 0:width]
+    board = ((yy // 9 + xx // 13) % 2) * 120
+    out = np.empty((n, height, width, 3), np.uint8)
+    for i in range(n):
+        noise = rng.integers(0, 60, (height, width))
+        out[i, ..., 0] = (xx * 255 // width + 40 * i) % 256
+        out[i, ..., 1] = np.clip(board + noise, 0, 255)
+        out[i, ..., 2] = (yy * 255 // height + noise) % 256
+    return out
+
+
+@pytest.mark.parametrize("height, width", [(240, 320), (352, 256)])
+def test_frames_equal_the_official_torchvision_pipeline(tmp_path, height, width):
+    """Resize(224, BICUBIC) + CenterCrop(224) + ToTensor() + Normalize(ImageNet), as the official loader builds
+    it, on decoded mp4 frames (landscape and portrait, larger than 224) and on a JPEG: the same numbers, exactly."""
+    from torchvision import transforms as T
+
+    official = T.Compose([T.Resize(224, interpolation=T.InterpolationMode.BICUBIC), T.CenterCrop(224), T.ToTensor(),
+                          T.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])])
+    p = write_video(tmp_path / "v.mp4", _textured_frames(10, height, width), fps=10, audio=tone(1.0)[None])
+    raw = load_frames(p, 3)
+    assert raw.shape == (3, height, width, 3)
+    x = clip_to_inputs(p, num_frames=3)  # base sizes: 224 px
+    for frame, ours in zip(raw, x["frames"]):
+        ref = official(Image.fromarray(frame))
+        assert ref.shape == (3, 224, 224) and ref.std() > 0.3  # a real picture, not a flat one
+        assert torch.equal(ours, ref)
+        assert torch.equal(preprocess_frame(frame, 224), ref)
+    # the cache keeps the uint8 frames after the first two steps; normalising them later gives the same tensor
+    crop = T.Compose(official.transforms[:2])
+    stored = resize_center_crop(raw[1], 224)
+    assert np.array_equal(stored, np.asarray(crop(Image.fromarray(raw[1]))))
+    assert torch.equal(normalize_frame(stored), official(Image.fromarray(raw[1])))
+    # a JPEG on disk, as the official loader opens it
+    Image.fromarray(raw[2]).save(tmp_path / "f.jpg", quality=90)
+    with Image.open(tmp_path / "f.jpg") as img:
+        ref = official(img)
+    assert torch.equal(preprocess_frame(load_image(tmp_path / "f.jpg")), ref)

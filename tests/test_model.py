@@ -10,6 +10,7 @@ import torch
 
 from cavmae_lite import CAVMAE, CAVMAEClassifier, CAVMAEConfig, CAVMAEOutput
 from cavmae_lite.model import ClassifierHead
+from tests.helpers import PairedDataset, micro_config
 
 MODES = ["multimodal", "audio_only", "video_only", "missing_video", "missing_audio"]
 ALIASES = {"audioonly": "audio_only", "videoonly": "video_only", "missingaudioonly": "missing_video",
@@ -419,3 +420,37 @@ def test_a_fully_masked_modality_skips_the_contrastive_branch():
         out = model(a, v, mask_ratio_a=0.5, mask_ratio_v=1.0)
     assert bool(out.mask_v.all()) and out.audio_emb is None and float(out.loss_c) == 0.0
     assert torch.isfinite(out.loss) and torch.isfinite(out.loss_rec_v) and out.pred_v.shape == (2, 36, 768)
+
+
+@pytest.mark.parametrize("cls", [CAVMAE, CAVMAEClassifier])
+@torch.no_grad()
+def test_save_pretrained_and_from_pretrained_are_methods_of_both_models(cls, tmp_path):
+    model = perturbed(cls(small_config())).eval()
+    assert model.save_pretrained(tmp_path / "m") == tmp_path / "m"
+    loaded = cls.from_pretrained(tmp_path / "m")
+    assert type(loaded) is cls and loaded.config == model.config and not loaded.training
+    audio, video = inputs(model.config)
+    for a, b in zip(model.forward_features(audio, video), loaded.forward_features(audio, video)):
+        assert torch.equal(a, b)
+    assert loaded.num_params() == model.num_params()
+
+
+@pytest.mark.parametrize("variant, untrained", [("AV-MAE", ("audio", "video")), ("CAV", ("joint",)),
+                                                 ("CAV-MAE", ())])
+def test_which_layernorms_a_variant_trains(variant, untrained):
+    """contrast_weight 0 (AV-MAE) never runs the single-modality streams, so their LayerNorms (the audio / video
+    sets in the joint blocks and norm_audio / norm_video) get no gradient; mae_weight 0 (CAV) likewise leaves the
+    joint set and norm_joint untouched. The shared attention / MLP weights get gradients in every variant."""
+    change = {"AV-MAE": {"contrast_weight": 0.0}, "CAV": {"mae_weight": 0.0}, "CAV-MAE": {}}[variant]
+    model = CAVMAE(micro_config(**change))
+    ds = PairedDataset(model.config, n=4)
+    model(ds.audio, ds.video).loss.backward()
+    enc = model.encoder
+    final = {"joint": enc.norm_joint, "audio": enc.norm_audio, "video": enc.norm_video}
+    for s in ("joint", "audio", "video"):
+        params = [*final[s].parameters()]
+        for b in enc.joint_blocks:
+            params += [*b.norm1[s].parameters(), *b.norm2[s].parameters()]
+        got_grad = [p.grad is not None for p in params]
+        assert not any(got_grad) if s in untrained else all(got_grad), (variant, s)
+    assert all(p.grad is not None for b in enc.joint_blocks for p in (*b.attn.parameters(), *b.mlp.parameters()))

@@ -49,7 +49,7 @@ def test_notebook_conventions(path):
                 f"{path.name}: code cell without a sentence above it: {cell.source[:80]!r}")
     code = [c for c in cells if c.cell_type == "code"]
     assert "check your understanding" in cells[-2].source.lower()
-    quiz = code[-1].source  # blank answers checked by cavmae_lite.quiz.check (CI injects the solutions)
+    quiz = code[-1].source  # blank answers checked by cavmae_lite.tutorial.quiz.check (CI injects the solutions)
     assert "check(" in quiz and "= ..." in quiz, (
         f"{path.name}: the last code cell should leave the answers blank (`...`) and check them with `check(`")
     sources = "\n".join(c.source for c in code)

@@ -1,7 +1,8 @@
 """Data: CAV-MAE preprocessing (spec §2), datasets, prepared caches, ``prepare`` and the synthetic set.
 
-Depends only on :mod:`cavmae_lite.config` (for sizes), never on the model. Heavy media libraries (PyAV,
-soundfile, PIL) are imported inside the functions that use them.
+Depends only on :mod:`cavmae_lite.config` (for sizes), never on the model. Heavy libraries (PyAV, soundfile,
+PIL, torchvision, tqdm, multiprocessing) are imported inside the functions that use them. The command-line side
+(``make-data``, ``prepare``, ``cache``, ``stats``) is :mod:`cavmae_lite.cli.data`.
 """
 
 from .audio import (
@@ -22,8 +23,9 @@ from .audio import (
     write_wav,
 )
 from .cache import build_cache, open_cache
-from .datasets import AVDataset, collate, fbank_stats, load_dataset, resolve_split
+from .datasets import AVDataset, fbank_stats, load_dataset, resolve_split
 from .manifest import Manifest, read_labels, read_manifest, write_labels, write_manifest
+from .prepare import prepare
 from .synthetic import default_data_dir, ensure_default_dataset, make_synthetic
 from .video import (
     IMAGENET_MEAN,
@@ -50,7 +52,6 @@ __all__ = [
     "audio_to_input",
     "build_cache",
     "clip_to_inputs",
-    "collate",
     "default_data_dir",
     "denormalize_fbank",
     "denormalize_frame",
@@ -80,10 +81,3 @@ __all__ = [
     "write_wav",
 ]
 
-
-def __getattr__(name):  # prepare imports more (tqdm, multiprocessing); load it on first use
-    if name == "prepare":
-        from .prepare import prepare
-
-        return prepare
-    raise AttributeError(name)

@@ -26,11 +26,12 @@ class MediaError(ValueError):
     """A media file that cannot be turned into model inputs; the message names the file and the problem."""
 
 
-def _err(path, problem: str) -> MediaError:
+def media_error(path, problem: str) -> MediaError:
+    """The :class:`MediaError` for ``path``: ``"<path>: <problem>"`` (raise it; the file comes first)."""
     return MediaError(f"{path}: {problem}")
 
 
-def _why(e: Exception, path) -> str:
+def describe_error(e: Exception, path) -> str:
     """A library exception as 'Type: message', without the file name the caller already states."""
     msg = str(e).replace(f": '{path}'", "").replace(str(path), "<file>")
     return f"{type(e).__name__}: {msg}"
@@ -49,10 +50,10 @@ def _read_pyav(path: Path) -> tuple[np.ndarray, int]:
     try:
         container = av.open(str(path))
     except Exception as e:  # noqa: BLE001 — av.error.* (InvalidDataError, ...), OSError
-        raise _err(path, f"cannot open as a media file ({_why(e, path)})") from None
+        raise media_error(path, f"cannot open as a media file ({describe_error(e, path)})") from None
     with container:
         if not container.streams.audio:
-            raise _err(path, "has no audio track")
+            raise media_error(path, "has no audio track")
         stream = container.streams.audio[0]
         chunks: list[np.ndarray] = []
         rate = stream.codec_context.sample_rate or stream.rate
@@ -69,13 +70,13 @@ def _read_pyav(path: Path) -> tuple[np.ndarray, int]:
                     chunks.append(out.to_ndarray())
         except Exception as e:  # noqa: BLE001
             if not chunks:
-                raise _err(path, f"audio track cannot be decoded ({_why(e, path)})") from None
+                raise media_error(path, f"audio track cannot be decoded ({describe_error(e, path)})") from None
             # a truncated file: keep what decoded (the fbank length check below still applies)
             n = sum(c.shape[1] for c in chunks)
-            warnings.warn(f"{path}: audio decoding stopped early ({_why(e, path)}); kept the {n} samples "
-                          "decoded", stacklevel=2)
+            warnings.warn(f"{path}: audio decoding stopped early ({describe_error(e, path)}); kept the {n} "
+                          "samples decoded", stacklevel=2)
     if not chunks:
-        raise _err(path, "audio track is empty (no samples decoded)")
+        raise media_error(path, "audio track is empty (no samples decoded)")
     return np.concatenate(chunks, axis=1).astype(np.float32, copy=False), int(rate)
 
 
@@ -87,9 +88,9 @@ def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
     """
     path = Path(path)
     if not path.is_file():
-        raise _err(path, "file not found")
+        raise media_error(path, "file not found")
     if path.stat().st_size == 0:
-        raise _err(path, "file is empty (0 bytes)")
+        raise media_error(path, "file is empty (0 bytes)")
     if path.suffix.lower() in SOUNDFILE_SUFFIXES:
         try:
             return _read_soundfile(path)
@@ -118,21 +119,21 @@ def load_audio(
     """
     data, rate = read_audio(path)
     if data.shape[1] == 0:
-        raise _err(path, "audio has no samples")
+        raise media_error(path, "audio has no samples")
     if channel == "mean":
         mono = data.mean(axis=0)
     else:
         c = int(channel)
         if not -data.shape[0] <= c < data.shape[0]:
-            raise _err(path, f"has {data.shape[0]} audio channel(s); channel {c} does not exist")
+            raise media_error(path, f"has {data.shape[0]} audio channel(s); channel {c} does not exist")
         mono = data[c]
     if check:
         bad = int((~np.isfinite(mono)).sum())
         if bad:
-            raise _err(path, f"audio contains {bad} non-finite (NaN/Inf) sample(s) out of {mono.size}")
+            raise media_error(path, f"audio contains {bad} non-finite (NaN/Inf) sample(s) out of {mono.size}")
     wave = resample(torch.from_numpy(np.ascontiguousarray(mono, dtype=np.float32)), rate, sample_rate)
     if check and wave.numel() < WINDOW_SAMPLES * sample_rate // SAMPLE_RATE:
-        raise _err(
+        raise media_error(
             path, f"audio is {wave.numel() / sample_rate * 1000:.1f} ms long, shorter than one 25 ms fbank window"
         )
     return wave

@@ -17,11 +17,9 @@ warning). Build it with ``cavmae-lite cache D --config tiny`` or ``prepare --cac
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
-import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -31,7 +29,8 @@ import numpy as np
 
 from .audio import AUDIOSET_MEAN, AUDIOSET_STD, load_fbank
 from .manifest import Manifest, read_manifest
-from .video import load_image, resize_center_crop
+from .pool import resolve_workers, run_parallel
+from .video import frame_transform, load_image, resize_center_crop
 
 CACHE_VERSION = 2  # 2: num_frames.npy holds the manifest's count, not the frame files found
 
@@ -117,10 +116,8 @@ def _frames_of(manifest: Manifest, entry: dict, k_max: int, size: int) -> tuple[
 
 
 def _fill(args) -> None:
+    """Worker: rows ``lo:hi`` of the cache arrays in folder ``d`` (opened read-write, memory-mapped)."""
     mpath, csv, size_t, size_f, size_s, k_max, mean, std, d, lo, hi = args
-    import torch
-
-    torch.set_num_threads(1)
     manifest = read_manifest(mpath, csv)
     audio = np.load(d / "audio.npy", mmap_mode="r+")
     frames = np.load(d / "frames.npy", mmap_mode="r+")
@@ -132,6 +129,28 @@ def _fill(args) -> None:
     audio.flush()
     frames.flush()
     nf.flush()
+
+
+def _allocate(folder: Path, n: int, k_max: int, t: int, f: int, s: int) -> None:
+    """The three arrays, full size and zero, as .npy files the workers open memory-mapped."""
+    np.lib.format.open_memmap(folder / "audio.npy", "w+", np.float16, (n, t, f)).flush()
+    np.lib.format.open_memmap(folder / "frames.npy", "w+", np.uint8, (n, k_max, s, s, 3)).flush()
+    np.lib.format.open_memmap(folder / "num_frames.npy", "w+", np.int16, (n,)).flush()
+
+
+def _row_ranges(n: int, workers: int) -> list[tuple[int, int]]:
+    """Rows split into about 4 jobs per worker (at most 256 rows each), so the bar moves and the load balances."""
+    chunk = max(1, min(256, -(-n // (workers * 4))))
+    return [(lo, min(n, lo + chunk)) for lo in range(0, n, chunk)]
+
+
+def _install(tmp: Path, d: Path) -> None:
+    """Replace ``d`` by the finished ``tmp`` folder."""
+    shutil.rmtree(d, ignore_errors=True)
+    try:
+        tmp.rename(d)
+    except OSError:  # a concurrent build of the same cache won the race: keep that one
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def build_cache(
@@ -154,28 +173,14 @@ def build_cache(
     n = len(manifest.entries)
     k_max = max(manifest.num_frames(e) for e in manifest.entries)
     t, f, s = config.audio_length, config.num_mel_bins, config.img_size
-    np.lib.format.open_memmap(tmp / "audio.npy", "w+", np.float16, (n, t, f)).flush()
-    np.lib.format.open_memmap(tmp / "frames.npy", "w+", np.uint8, (n, k_max, s, s, 3)).flush()
-    np.lib.format.open_memmap(tmp / "num_frames.npy", "w+", np.int16, (n,)).flush()
-    workers = max(1, min(workers or os.cpu_count() or 1, n))
-    chunk = max(1, min(256, -(-n // (workers * 4))))
-    jobs = [
-        (manifest.path, label_csv, t, f, s, k_max, mean, std, tmp, lo, min(n, lo + chunk)) for lo in range(0, n, chunk)
-    ]
+    _allocate(tmp, n, k_max, t, f, s)
+    workers = resolve_workers(workers, n)
+    ranges = _row_ranges(n, workers)
+    jobs = [(manifest.path, label_csv, t, f, s, k_max, mean, std, tmp, lo, hi) for lo, hi in ranges]
     t0 = time.time()
-    bar = _bar(n, progress, f"cache {d.name}")
-    if workers == 1:
-        for job in jobs:
-            _fill(job)
-            bar.update(job[-1] - job[-2])
-    else:
-        import multiprocessing as mp
-
-        ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-        with ctx.Pool(workers) as pool:
-            for job, _ in zip(jobs, pool.imap(_fill, jobs)):
-                bar.update(job[-1] - job[-2])
-    bar.close()
+    frame_transform(s, to_tensor=False)  # torchvision imported once here, not again in every forked worker
+    run_parallel(_fill, jobs, workers, desc=f"cache {d.name}", unit="clip", progress=progress,
+                 sizes=[hi - lo for lo, hi in ranges], torch_threads=1)
     meta = {
         "version": CACHE_VERSION,
         "manifest": manifest.path.name,
@@ -191,42 +196,8 @@ def build_cache(
         "video_ids": [e["video_id"] for e in manifest.entries],
     }
     (tmp / "meta.json").write_text(json.dumps(meta) + "\n")
-    shutil.rmtree(d, ignore_errors=True)
-    try:
-        tmp.rename(d)
-    except OSError:  # a concurrent build of the same cache won the race: keep that one
-        shutil.rmtree(tmp, ignore_errors=True)
+    _install(tmp, d)
     return d
-
-
-def _bar(total: int, enabled: bool, desc: str):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="clip", disable=not enabled, leave=False)
-
-
-# ----- CLI -----------------------------------------------------------------------------------------------
-
-
-def add_cache_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("data_dir", metavar="DATA_DIR", help="a prepared dataset folder (or a datafile JSON)")
-    p.add_argument("--config", default="tiny", help="base, tiny or a JSON config: sets the sizes (default tiny)")
-    p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
-    p.add_argument("--mean", type=float, default=AUDIOSET_MEAN, help="fbank mean for normalisation")
-    p.add_argument("--std", type=float, default=AUDIOSET_STD, help="fbank std for normalisation")
-    p.add_argument("--labels", default=None, help="label CSV (default: labels.csv beside the manifest)")
-
-
-def run_cache(args: argparse.Namespace) -> int:
-    from ..config import CAVMAEConfig
-
-    config = CAVMAEConfig.preset(args.config)
-    t0 = time.time()
-    d = build_cache(args.data_dir, config, args.workers, args.mean, args.std, args.labels)
-    meta = json.loads((d / "meta.json").read_text())
-    size = sum(p.stat().st_size for p in d.iterdir()) / 2**20
-    print(f"cache {d}: {meta['num_clips']} clips, {size:.0f} MiB, {time.time() - t0:.1f} s")
-    return 0
 
 
 __all__ = ["CacheArrays", "build_cache", "cache_dir", "open_cache"]

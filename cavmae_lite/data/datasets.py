@@ -7,7 +7,6 @@ reads any of them.
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -229,37 +228,4 @@ def fbank_stats(data_dir: str | Path, max_clips: int | None = 2000, num_mel_bins
     return {"mean": round(mean, 4), "std": round(std, 4), "num_clips": len(rows)}
 
 
-def add_stats_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("data_dir", metavar="DATA_DIR", help="a prepared dataset folder (or a datafile JSON)")
-    p.add_argument("--max-clips", type=int, default=2000, help="random subset size (0 = all; default 2000)")
-    p.add_argument("--no-write", action="store_true", help=f"only print; do not write DATA_DIR/{STATS_NAME}")
-
-
-def run_stats(args: argparse.Namespace) -> int:
-    stats = fbank_stats(args.data_dir, args.max_clips or None)
-    print(f"fbank mean {stats['mean']}  std {stats['std']}  ({stats['num_clips']} clips; "
-          f"AudioSet: {AUDIOSET_MEAN} / {AUDIOSET_STD})")
-    if not args.no_write:
-        from .manifest import manifest_path
-
-        out = manifest_path(args.data_dir).parent / STATS_NAME
-        out.write_text(json.dumps(stats) + "\n")
-        print(f"wrote {out}; use it with load_dataset(..., norm='dataset')")
-    return 0
-
-
-def collate(items: list[dict]) -> dict:
-    """Default-collate-like, keeping ``video_id`` as a list of strings."""
-    out = {}
-    for k in items[0]:
-        vals = [it[k] for it in items]
-        if isinstance(vals[0], torch.Tensor):
-            out[k] = torch.stack(vals)
-        elif isinstance(vals[0], (int, np.integer)):
-            out[k] = torch.tensor(vals)
-        else:
-            out[k] = vals
-    return out
-
-
-__all__ = ["AVDataset", "collate", "fbank_stats", "load_dataset", "resolve_split"]
+__all__ = ["STATS_NAME", "AVDataset", "fbank_stats", "load_dataset", "resolve_split"]

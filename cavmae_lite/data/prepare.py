@@ -32,20 +32,18 @@ how much of the model's input will be padding.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import hashlib
 import json
 import os
 import re
-import sys
-import time
 import warnings
 from pathlib import Path
 
 from .audio import SAMPLE_RATE, MediaError, load_audio, num_fbank_frames, padding_fraction, write_wav
 from .manifest import LABELS_NAME, MANIFEST_NAME, SPLITS, write_labels, write_manifest
-from .video import load_frames, resize_center_crop
+from .pool import resolve_workers, run_parallel
+from .video import frame_transform, load_frames, resize_center_crop
 
 REPORT_NAME = "prepare_report.json"
 STATE_DIR = ".prepare"
@@ -195,9 +193,6 @@ def _previous(src: Path, rel: str, out: Path, vid: str, settings: tuple) -> dict
 
 
 def _job(args) -> dict:
-    import torch
-
-    torch.set_num_threads(1)
     return process_file(*args)
 
 
@@ -233,24 +228,9 @@ def _list_files(src: Path, out: Path, labels_csv) -> list[str]:
 
 def _run_jobs(todo: list[tuple], workers: int | None, progress: bool) -> dict[str, dict]:
     """Run :func:`process_file` on every job (in worker processes when more than one); rel -> result."""
-    from tqdm.auto import tqdm
-
-    results: dict[str, dict] = {}
-    workers = max(1, min(workers or min(os.cpu_count() or 1, 8), len(todo) or 1))
-    with tqdm(total=len(todo), desc="prepare", unit="file", disable=not progress or not todo) as bar:
-        if workers == 1 or len(todo) <= 1:
-            for job in todo:
-                results[job[1]] = _job(job)
-                bar.update(1)
-        else:
-            import multiprocessing as mp
-
-            ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-            with ctx.Pool(workers) as pool:
-                for r in pool.imap_unordered(_job, todo):
-                    results[r["file"]] = r
-                    bar.update(1)
-    return results
+    results = run_parallel(_job, todo, resolve_workers(workers, len(todo), cap=8), desc="prepare", unit="file",
+                           progress=progress, ordered=False, leave=True, torch_threads=1)
+    return {r["file"]: r for r in results}
 
 
 def _entry(rel: str, r: dict, csv_labels: dict | None, num_frames: int) -> dict:
@@ -307,6 +287,8 @@ def prepare(
             results[rel] = {**prev, "resumed": True}
         else:
             todo.append((src, rel, out, num_frames, frame_size, channel, ids[rel], audio_length))
+    if todo:
+        frame_transform(frame_size, to_tensor=False)  # torchvision imported once here, not in every forked worker
     results.update(_run_jobs(todo, workers, progress))
 
     ok = [rel for rel in files if results[rel]["status"] == "ok"]
@@ -326,50 +308,5 @@ def prepare(
     return report
 
 
-# ----- CLI -----------------------------------------------------------------------------------------------
-
-
-def add_prepare_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("src", metavar="SRC", help="folder of videos (mp4, mkv, webm, avi, mov, ...), searched recursively")
-    p.add_argument("out", metavar="OUT", help="output folder (created; a rerun resumes)")
-    p.add_argument("--workers", type=int, default=None, help="processes (default: cores, at most 8)")
-    p.add_argument("--frames", type=int, default=10, help="frames per clip, evenly spaced over the first 10 s")
-    p.add_argument("--frame-size", type=int, default=224, help="stored frame size in px (default 224)")
-    p.add_argument("--labels", default=None, metavar="CSV", help="CSV with columns file,labels (default: folders)")
-    p.add_argument("--channel", default="0", help="audio channel index, or 'mean' (default 0, as official)")
-    p.add_argument("--cache", action="store_true", help="also build the memory-mapped cache for --config")
-    p.add_argument("--config", default="base", help="model sizes the data is for (--cache, short-audio warning): "
-                   "base, tiny or a JSON config")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-
-
-def run_prepare(args: argparse.Namespace) -> int:
-    t0 = time.time()
-    channel = args.channel if args.channel == "mean" else int(args.channel)
-    from ..config import CAVMAEConfig
-
-    config = CAVMAEConfig.preset(args.config)
-    report = prepare(args.src, args.out, args.frames, args.frame_size, args.workers, args.labels, channel,
-                     progress=not args.quiet, audio_length=config.audio_length)
-    n, s = len(report["prepared"]), len(report["skipped"])
-    dt = time.time() - t0
-    print(f"prepared {n} clip(s) ({report['resumed']} reused), skipped {s}, {len(report['warnings'])} warning(s) "
-          f"in {dt:.1f} s -> {Path(args.out) / MANIFEST_NAME}")
-    for k in report["skipped"][:20]:
-        print(f"  skipped {k['file']}: {k['reason']}")
-    if s > 20:
-        print(f"  ... and {s - 20} more (see {Path(args.out) / REPORT_NAME})")
-    if n == 0:
-        raise ValueError(f"no clip could be prepared from {args.src} (reasons in {Path(args.out) / REPORT_NAME})")
-    if report["renamed"]:
-        print(f"  {len(report['renamed'])} file name(s) not usable as ids verbatim (unsafe or shared): changed, "
-              f"original kept as source_name in the manifest, e.g. {report['renamed'][0]}")
-    if args.cache:
-        from .cache import build_cache
-
-        print(f"cache: {build_cache(args.out, config, args.workers)}")
-    return 0
-
-
-__all__ = ["assign_video_ids", "is_safe_id", "padding_warning", "prepare", "process_file", "source_name",
+__all__ = ["REPORT_NAME", "assign_video_ids", "is_safe_id", "padding_warning", "prepare", "process_file", "source_name",
            "video_id_for"]

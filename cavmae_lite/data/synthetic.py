@@ -23,237 +23,40 @@ Output: exactly what ``cavmae-lite prepare`` writes (``audio/<id>.wav`` 16 kHz m
 ``synthetic.json`` and, with ``mp4 > 0``, ``mp4/<id>.mp4`` real videos (h264 + AAC, 128 x 96: the scene with
 16-px side margins, so a centre crop gives back the frame) for the first test clips; their audio starts
 64 ms late (AAC encoder delay; PyAV writes no edit list). Every byte depends only on the seed and the sizes.
+
+One clip is rendered in :mod:`.synthetic_clip` (the waveform, the frames, the mp4); this module writes sets of them.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
-import sys
-import time
 from pathlib import Path
 
-import numpy as np
-
 from .manifest import write_labels, write_manifest
+from .pool import resolve_workers, run_parallel
+from .synthetic_clip import (
+    DURATION,
+    IMG,
+    MAX_COUNT,
+    NUM_FRAMES,
+    SHAPES,
+    SR,
+    TIMBRES,
+    draw_attributes,
+    make_clip,
+    write_mp4,
+)
 
-SR = 16000
-DURATION = 2.6  # s: 41,600 samples -> 258 fbank frames (>= 256 for the tiny config)
-NUM_SAMPLES = int(SR * DURATION)
-IMG = 96  # frame size written (the tiny config's img_size; base loaders resize to 224)
-NUM_FRAMES = 5  # per clip; the middle one (index 2) is the evaluation frame
-SCENE_FPS = 10  # the scene's time base: frame i of K shows time floor(i * 26 / K) / 10 s, as in the mp4
-SHAPES = ("circle", "square", "triangle", "star")
-TIMBRES = ("sine", "square", "saw", "bell")
-MAX_COUNT = 4
 GENERATOR = "cavmae-lite synthetic v2"  # bump when the bytes change: ensure_default_dataset rebuilds
 FULL_SIZES = (3000, 300, 600)
 FAST_SIZES = (480, 60, 120)
-
-_PARTIALS = {  # (frequency ratio, weight); weights renormalised to equal RMS
-    "sine": [(1.0, 1.0)],
-    "square": [(k, 1.0 / k) for k in (1, 3, 5, 7, 9, 11)],
-    "saw": [(k, 1.0 / k) for k in range(1, 11)],
-    "bell": [(1.0, 1.0), (2.76, 0.6), (5.40, 0.4), (8.93, 0.25)],
-}
-_DECAY = {"sine": 2.0, "square": 2.0, "saw": 2.0, "bell": 9.0}  # 1/s exponential decay during a beep
+SPLIT_NAMES = ("train", "val", "test")
+CLIPS_PER_JOB = 50
 
 
-# ----- attributes --------------------------------------------------------------------------------------------
-
-
-def draw_attributes(rng: np.random.Generator) -> dict:
-    shape = int(rng.integers(len(SHAPES)))
-    count = int(rng.integers(1, MAX_COUNT + 1))
-    hue = float(rng.uniform(0.0, 0.8))
-    size = float(rng.uniform(0.0, 1.0))
-    aspect = float(np.exp(rng.uniform(-1.0, 1.0) * np.log(1.6)))
-    return {"shape": shape, "count": count, "hue": hue, "size": size, "aspect": aspect}
-
-
-# ----- audio -------------------------------------------------------------------------------------------------
-
-
-def render_audio(attr: dict, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
-    timbre = TIMBRES[attr["shape"]]
-    f0 = 200.0 * 2.0 ** (3.0 * attr["hue"] / 0.8 + rng.normal(0, 0.02))
-    gain_db = -24.0 + 18.0 * attr["size"] + rng.normal(0, 1.0)
-    glide = 0.5 * np.log(attr["aspect"]) / np.log(1.6)  # octaves over one beep
-    partials = [(r, w) for r, w in _PARTIALS[timbre] if r * f0 * 2 ** max(glide, 0) < 7600]
-    norm = 1.0 / np.sqrt(sum(w * w for _, w in partials) / 2) / 2.5
-    wave = np.zeros(NUM_SAMPLES, np.float32)
-    onset = rng.uniform(0.05, 0.5)
-    ratios = np.array([r for r, _ in partials], np.float32)[:, None]
-    weights = np.array([w for _, w in partials], np.float32) * np.float32(norm)
-    for b in range(attr["count"]):
-        dur = rng.uniform(0.18, 0.28)
-        start = int((onset + b * rng.uniform(0.45, 0.55)) * SR)
-        n = min(int(dur * SR), NUM_SAMPLES - start)
-        t = np.arange(n) / SR
-        freq = f0 * 2.0 ** (glide * (t / dur - 0.5))
-        phase = (2 * np.pi * np.cumsum(freq) / SR + rng.uniform(0, 2 * np.pi)).astype(np.float32)
-        tone = weights @ np.sin(ratios * phase[None, :])
-        env = np.minimum(1.0, t / 0.008) * np.minimum(1.0, (dur - t) / 0.025) * np.exp(-_DECAY[timbre] * t)
-        wave[start : start + n] += tone * env.astype(np.float32)
-    wave *= np.float32(10 ** (gain_db / 20))
-    # background noise of random colour (spectrum ~ f^-beta) and level, sometimes a mains-like hum
-    spec = np.fft.rfft(rng.standard_normal(NUM_SAMPLES, dtype=np.float32))
-    spec *= np.maximum(np.arange(spec.size, dtype=np.float32), 1.0) ** np.float32(-rng.uniform(0.0, 1.5) / 2)
-    noise = np.fft.irfft(spec, NUM_SAMPLES).astype(np.float32)
-    noise *= np.float32(10 ** (rng.uniform(-50, -34) / 20) / (noise.std() + 1e-12))
-    wave += noise
-    if rng.random() < 0.3:
-        fh = rng.uniform(50, 120)
-        ph = (2 * np.pi * fh / SR) * np.arange(NUM_SAMPLES, dtype=np.float32)
-        wave += np.float32(10 ** (rng.uniform(-42, -32) / 20)) * (np.sin(ph) + np.float32(0.5) * np.sin(2 * ph))
-    info = {"timbre": timbre, "f0_hz": round(float(f0), 2), "gain_db": round(float(gain_db), 2),
-            "glide_oct": round(float(glide), 3), "onset_s": round(float(onset), 3)}
-    return wave, info
-
-
-# ----- picture -----------------------------------------------------------------------------------------------
-
-
-def _hsv_to_rgb(h: float, s: float, v: float) -> np.ndarray:
-    i = int(h * 6.0) % 6
-    f = h * 6.0 - int(h * 6.0)
-    p, q, t = v * (1 - s), v * (1 - s * f), v * (1 - s * (1 - f))
-    return np.array([(v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q)][i], np.float32)
-
-
-def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
-    """Low-saturation texture: two gratings plus smooth noise, mixed between two random dull colours."""
-    from PIL import Image
-
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    tex = np.zeros((h, w), np.float32)
-    for _ in range(2):
-        ang, freq, ph = rng.uniform(0, np.pi), rng.uniform(0.05, 0.35), rng.uniform(0, 2 * np.pi)
-        tex += rng.uniform(0.2, 1.0) * np.sin(freq * (xx * np.cos(ang) + yy * np.sin(ang)) + ph)
-    coarse = (rng.random((8, 8)) * 255).astype(np.uint8)
-    smooth = np.asarray(Image.fromarray(coarse).resize((w, h), Image.BICUBIC), np.float32) / 255.0
-    tex = 0.5 + 0.25 * tex / 2.0 + rng.uniform(0.3, 0.8) * (smooth - 0.5)
-    tex = np.clip(tex, 0, 1)[:, :, None]
-    c1 = _hsv_to_rgb(rng.random(), rng.uniform(0, 0.25), rng.uniform(0.2, 0.6))
-    c2 = _hsv_to_rgb(rng.random(), rng.uniform(0, 0.25), rng.uniform(0.4, 0.8))
-    return c1 * (1 - tex) + c2 * tex
-
-
-def _shape_mask(shape: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Inside test in unit coordinates (u right, v down; circumradius 1)."""
-    if shape == "circle":
-        return u * u + v * v <= 1.0
-    if shape == "square":
-        return np.maximum(np.abs(u), np.abs(v)) <= 0.8
-    if shape == "triangle":  # pointing up, inradius 0.5, shifted down by 0.15 to look centred
-        v = v - 0.15
-        return (v <= 0.5) & (0.866 * u - 0.5 * v <= 0.5) & (-0.866 * u - 0.5 * v <= 0.5)
-    # five-pointed star: fold the angle into one half-spike, test against its edge
-    rho = np.hypot(u, v)
-    psi = np.mod(np.arctan2(u, -v), 2 * np.pi / 5)
-    phi = np.minimum(psi, 2 * np.pi / 5 - psi)
-    px, py = rho * np.cos(phi), rho * np.sin(phi)
-    ri = 0.45
-    qx, qy = ri * np.cos(np.pi / 5), ri * np.sin(np.pi / 5)
-    nx, ny = qy, 1.0 - qx  # outward normal of the edge (1, 0) -> (qx, qy)
-    return nx * px + ny * py <= nx * 1.0
-
-
-def _draw(img: np.ndarray, shape: str, cx: float, cy: float, hw: float, hh: float, color: np.ndarray) -> None:
-    """Anti-aliased (2 x 2 supersampled) object, alpha-blended into img (H, W, 3) float in place."""
-    h, w = img.shape[:2]
-    x0, x1 = max(int(cx - hw) - 1, 0), min(int(cx + hw) + 2, w)
-    y0, y1 = max(int(cy - hh) - 1, 0), min(int(cy + hh) + 2, h)
-    if x0 >= x1 or y0 >= y1:
-        return
-    ys = (np.arange(y0 * 2, y1 * 2, dtype=np.float32) + 0.5) / 2
-    xs = (np.arange(x0 * 2, x1 * 2, dtype=np.float32) + 0.5) / 2
-    inside = _shape_mask(shape, ((xs - cx) / hw)[None, :], ((ys - cy) / hh)[:, None])
-    alpha = inside.reshape(y1 - y0, 2, x1 - x0, 2).mean(axis=(1, 3), dtype=np.float32)[:, :, None]
-    patch = img[y0:y1, x0:x1]
-    patch += alpha * (color - patch)
-
-
-def scene_layout(attr: dict, rng: np.random.Generator) -> dict:
-    """Object geometry and motion, colour, background seed: everything needed to draw any time t."""
-    r = 8.0 + 8.0 * attr["size"]
-    hw, hh = r * np.sqrt(attr["aspect"]), r / np.sqrt(attr["aspect"])
-    pos = []
-    for _ in range(attr["count"]):
-        for _try in range(30):
-            p = rng.uniform([hw + 2, hh + 2], [IMG - hw - 2, IMG - hh - 2])
-            if all(abs(p[0] - q[0]) > 2 * hw or abs(p[1] - q[1]) > 2 * hh for q in pos):
-                break
-        pos.append(p)
-    vel = rng.uniform(-6, 6, size=(attr["count"], 2))  # px per second
-    color = _hsv_to_rgb(attr["hue"] + rng.normal(0, 0.01), rng.uniform(0.75, 1.0), rng.uniform(0.8, 1.0))
-    return {"hw": hw, "hh": hh, "pos": np.array(pos), "vel": vel, "color": color,
-            "bg_seed": int(rng.integers(2**31)), "noise_seed": int(rng.integers(2**31))}
-
-
-def render_frame(attr: dict, layout: dict, t: float, bg: np.ndarray, rng: np.random.Generator,
-                 margin: int = 0) -> np.ndarray:
-    """uint8 (IMG, IMG + 2 margin, 3) picture of the scene at time t (s)."""
-    img = bg.copy() * np.float32(rng.uniform(0.93, 1.07))
-    shape = SHAPES[attr["shape"]]
-    lo = np.array([layout["hw"], layout["hh"]])
-    for p, v in zip(layout["pos"], layout["vel"]):
-        q = p + v * t  # drift, reflected at the borders
-        span = np.array([IMG, IMG]) - 2 * lo
-        q = lo + np.abs(np.mod(q - lo + span, 2 * span) - span)
-        _draw(img, shape, q[0] + margin, q[1], layout["hw"], layout["hh"], layout["color"])
-    img += rng.standard_normal(img.shape, dtype=np.float32) * np.float32(0.015)
-    return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
-
-
-def frame_times(num_frames: int, duration: float = DURATION) -> list[float]:
-    """Scene times of the K stored frames: those load_frames picks from the mp4 (SCENE_FPS, K evenly spaced)."""
-    total = round(duration * SCENE_FPS)
-    return [int(np.floor(i * total / num_frames)) / SCENE_FPS for i in range(num_frames)]
-
-
-# ----- one clip ----------------------------------------------------------------------------------------------
-
-MP4_MARGIN = 16
-
-
-def make_clip(seed: int, index: int, num_frames: int = NUM_FRAMES) -> dict:
-    """Attributes, waveform (NUM_SAMPLES,) float32 and ``num_frames`` uint8 (IMG, IMG, 3) frames of clip ``index``."""
-    rng = np.random.default_rng([seed, index])
-    attr = draw_attributes(rng)
-    wave, info = render_audio(attr, rng)
-    layout = scene_layout(attr, rng)
-    bg = _background(np.random.default_rng(layout["bg_seed"]), IMG, IMG + 2 * MP4_MARGIN)
-    frng = np.random.default_rng(layout["noise_seed"])
-    inner = bg[:, MP4_MARGIN : MP4_MARGIN + IMG]
-    frames = [render_frame(attr, layout, t, inner, frng) for t in frame_times(num_frames)]
-    return {"attr": attr, "info": info, "wave": wave, "frames": frames, "layout": layout, "bg": bg}
-
-
-def write_mp4(path: str | Path, clip: dict) -> None:
-    """A real video of the clip: h264 128 x 96 at SCENE_FPS + AAC 16 kHz mono, DURATION seconds."""
-    import av
-
-    frng = np.random.default_rng(clip["layout"]["noise_seed"] + 1)
-    n = round(DURATION * SCENE_FPS)
-    with av.open(str(path), "w", format="mp4") as c:
-        vs = c.add_stream("libx264", rate=SCENE_FPS, options={"crf": "18", "preset": "veryfast", "threads": "1"})
-        vs.width, vs.height, vs.pix_fmt = IMG + 2 * MP4_MARGIN, IMG, "yuv420p"
-        aus = c.add_stream("aac", rate=SR, layout="mono")
-        for i in range(n):
-            img = render_frame(clip["attr"], clip["layout"], i / SCENE_FPS, clip["bg"], frng, margin=MP4_MARGIN)
-            for p in vs.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                c.mux(p)
-        for p in vs.encode():
-            c.mux(p)
-        af = av.AudioFrame.from_ndarray(clip["wave"][None], format="fltp", layout="mono")
-        af.sample_rate = SR
-        for p in aus.encode(af):
-            c.mux(p)
-        for p in aus.encode():
-            c.mux(p)
+# ----- writing clips -----------------------------------------------------------------------------------------
 
 
 def _write_clips(job) -> list[dict]:
@@ -294,6 +97,71 @@ def first_indices(num_train: int, num_val: int) -> dict[str, int]:
     return {"train": 0, "val": val, "test": val + max(num_val, FULL_SIZES[1])}
 
 
+def plan_clips(num_train: int, num_val: int, num_test: int, only: str | None = None,
+               mp4: int = 0) -> tuple[list[tuple[int, str, str]], set[str]]:
+    """The clips of a build, ``[(generator index, video_id, split)]``, and the ids also written as mp4 (the
+    first ``mp4`` test clips)."""
+    first = first_indices(num_train, num_val)
+    items = []
+    for split, n in zip(SPLIT_NAMES, (num_train, num_val, num_test)):
+        items += [(first[split] + k, f"{split}{k:05d}", split) for k in range(n)]
+    if only is not None:
+        items = [it for it in items if it[2] == only]
+    mp4_ids = sorted(vid for _, vid, split in items if split == "test")
+    return items, set(mp4_ids[:mp4]) if mp4 else set()
+
+
+def _check_arguments(num_train: int, num_val: int, num_test: int, num_frames: int, only: str | None) -> None:
+    if num_frames < 1 or min(num_train, num_val, num_test) < 0 or num_train + num_val + num_test == 0:
+        raise ValueError(f"need num_frames >= 1 and at least one clip (no split below 0), got num_frames={num_frames},"
+                         f" splits {num_train} / {num_val} / {num_test}")
+    if only is not None and only not in SPLIT_NAMES:
+        raise ValueError(f"only must be 'train', 'val' or 'test', got {only!r}")
+    if only is not None and dict(zip(SPLIT_NAMES, (num_train, num_val, num_test)))[only] == 0:
+        raise ValueError(f"only={only!r} asks for a split of 0 clips; give it at least one")
+
+
+def _fresh_build_dir(out: Path, force: bool, num_frames: int, mp4: bool) -> Path:
+    """Empty ``out`` (only with ``force``) and make the temporary sibling folder the build is written into."""
+    if out.exists() and any(out.iterdir()):
+        if not force:
+            raise ValueError(f"{out} exists and is not empty (use --force to replace it)")
+        shutil.rmtree(out)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    for sub in ["audio", *(f"frame_{i}" for i in range(num_frames))] + (["mp4"] if mp4 else []):
+        (tmp / sub).mkdir(parents=True)
+    return tmp
+
+
+def _write_index(tmp: Path, rows: list[dict], info: dict) -> None:
+    """labels.csv, attributes.csv, synthetic.json, then manifest.json (last: its presence marks a complete build)."""
+    mids, names = class_mids()
+    entries = [{"video_id": r["video_id"], "wav": f"audio/{r['video_id']}.wav", "video_path": ".",
+                "labels": f"{r['shape']}_{r['count']}", "split": r["split"], "num_frames": info["num_frames"]}
+               for r in rows]
+    write_labels(tmp / "labels.csv", mids, names)
+    cols = list(rows[0])
+    (tmp / "attributes.csv").write_text(
+        ",".join(cols) + "\n" + "".join(",".join(str(r[c]) for c in cols) + "\n" for r in rows))
+    (tmp / "synthetic.json").write_text(json.dumps(info, indent=1) + "\n")
+    write_manifest(tmp / "manifest.json", entries)
+
+
+def _move_into_place(tmp: Path, out: Path) -> Path:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        if out.exists():
+            out.rmdir()  # empty (checked before the build)
+        tmp.rename(out)
+    except OSError:
+        if (out / "manifest.json").is_file():  # a concurrent build of the same folder finished first
+            shutil.rmtree(tmp, ignore_errors=True)
+            return out
+        raise
+    return out
+
+
 def make_synthetic(
     out: str | Path,
     seed: int = 0,
@@ -313,71 +181,20 @@ def make_synthetic(
     complete build (clip content depends on the seed and the clip's generator index, :func:`first_indices`).
     """
     out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        if not force:
-            raise ValueError(f"{out} exists and is not empty (use --force to replace it)")
-        shutil.rmtree(out)
-    if num_frames < 1 or min(num_train, num_val, num_test) < 0 or num_train + num_val + num_test == 0:
-        raise ValueError("need num_frames >= 1 and at least one clip")
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    for sub in ["audio", *(f"frame_{i}" for i in range(num_frames))] + (["mp4"] if mp4 else []):
-        (tmp / sub).mkdir(parents=True)
-    first = first_indices(num_train, num_val)
-    items = []
-    for split, n in zip(("train", "val", "test"), (num_train, num_val, num_test)):
-        items += [(first[split] + k, f"{split}{k:05d}", split) for k in range(n)]
-    if only is not None:
-        if only not in ("train", "val", "test"):
-            raise ValueError(f"only must be 'train', 'val' or 'test', got {only!r}")
-        items = [it for it in items if it[2] == only]
-    mp4_ids = {vid for _, vid, split in items if split == "test"}
-    mp4_ids = set(sorted(mp4_ids)[:mp4]) if mp4 else set()
-    chunk = 50
-    jobs = [(tmp, seed, num_frames, items[i : i + chunk], mp4_ids) for i in range(0, len(items), chunk)]
-    workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
-    from tqdm.auto import tqdm
-
-    rows: list[dict] = []
-    with tqdm(total=len(items), desc=f"make-data {out.name}", unit="clip", disable=not progress, leave=False) as bar:
-        if workers == 1:
-            for job in jobs:
-                rows += _write_clips(job)
-                bar.update(len(job[3]))
-        else:
-            import multiprocessing as mp
-
-            ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-            with ctx.Pool(workers) as pool:
-                for job, r in zip(jobs, pool.imap(_write_clips, jobs)):
-                    rows += r
-                    bar.update(len(job[3]))
-    mids, names = class_mids()
-    entries = [{"video_id": r["video_id"], "wav": f"audio/{r['video_id']}.wav", "video_path": ".",
-                "labels": f"{r['shape']}_{r['count']}", "split": r["split"], "num_frames": num_frames}
-               for r in rows]
-    write_labels(tmp / "labels.csv", mids, names)
-    cols = list(rows[0])
-    (tmp / "attributes.csv").write_text(
-        ",".join(cols) + "\n" + "".join(",".join(str(r[c]) for c in cols) + "\n" for r in rows))
+    _check_arguments(num_train, num_val, num_test, num_frames, only)
+    tmp = _fresh_build_dir(out, force, num_frames, bool(mp4))
+    items, mp4_ids = plan_clips(num_train, num_val, num_test, only, mp4)
+    jobs = [(tmp, seed, num_frames, items[i : i + CLIPS_PER_JOB], mp4_ids)
+            for i in range(0, len(items), CLIPS_PER_JOB)]
+    chunks = run_parallel(_write_clips, jobs, resolve_workers(workers, len(jobs)), desc=f"make-data {out.name}",
+                          unit="clip", progress=progress, sizes=[len(job[3]) for job in jobs])
     info = {"generator": GENERATOR, "seed": seed, "splits": {"train": num_train, "val": num_val, "test": num_test},
-            "first_index": first,
+            "first_index": first_indices(num_train, num_val),
             "only": only,
             "num_frames": num_frames, "eval_frame": num_frames // 2, "img_size": IMG, "sample_rate": SR,
             "duration_s": DURATION, "label": "shape x count", "mp4": sorted(mp4_ids)}
-    (tmp / "synthetic.json").write_text(json.dumps(info, indent=1) + "\n")
-    write_manifest(tmp / "manifest.json", entries)  # written last: its presence marks a complete build
-    out.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        if out.exists():
-            out.rmdir()  # empty (checked above)
-        tmp.rename(out)
-    except OSError:
-        if (out / "manifest.json").is_file():  # a concurrent build of the same folder finished first
-            shutil.rmtree(tmp, ignore_errors=True)
-            return out
-        raise
-    return out
+    _write_index(tmp, [row for chunk in chunks for row in chunk], info)
+    return _move_into_place(tmp, out)
 
 
 def fast_mode() -> bool:
@@ -439,36 +256,6 @@ def ensure_default_dataset(path: str | Path | None = None, cache: bool = True, q
     return out
 
 
-# ----- CLI -----------------------------------------------------------------------------------------------
-
-
-def add_make_data_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("kind", choices=["synthetic"], help="which dataset (synthetic: the default procedural set)")
-    p.add_argument("out", metavar="OUT", help="output folder (must not exist or be empty, unless --force)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--num-train", type=int, default=FULL_SIZES[0])
-    p.add_argument("--num-val", type=int, default=FULL_SIZES[1])
-    p.add_argument("--num-test", type=int, default=FULL_SIZES[2])
-    p.add_argument("--frames", type=int, default=NUM_FRAMES, help=f"frames per clip (default {NUM_FRAMES})")
-    p.add_argument("--mp4", type=int, default=4, metavar="K", help="also write K test clips as mp4 (default 4)")
-    p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
-    p.add_argument("--cache", action="store_true", help="also build the tiny-config cache")
-    p.add_argument("--force", action="store_true", help="replace OUT if it exists")
-
-
-def run_make_data(args: argparse.Namespace) -> int:
-    t0 = time.time()
-    out = make_synthetic(args.out, args.seed, args.num_train, args.num_val, args.num_test, args.frames,
-                         args.mp4, args.workers, force=args.force)
-    n = args.num_train + args.num_val + args.num_test
-    print(f"wrote {n} clips to {out} in {time.time() - t0:.1f} s")
-    if args.cache:
-        from ..config import CAVMAEConfig
-        from .cache import build_cache
-
-        d = build_cache(out, CAVMAEConfig.tiny(), args.workers)
-        print(f"cache: {d}")
-    return 0
-
-
-__all__ = ["SHAPES", "TIMBRES", "default_data_dir", "ensure_default_dataset", "make_clip", "make_synthetic"]
+__all__ = ["FAST_SIZES", "FULL_SIZES", "GENERATOR", "MAX_COUNT", "NUM_FRAMES", "SHAPES", "TIMBRES", "class_mids",
+           "default_data_dir", "draw_attributes", "ensure_default_dataset", "fast_mode", "first_indices", "make_clip",
+           "make_synthetic", "plan_clips"]

@@ -1,12 +1,16 @@
 """Video: decode N evenly spaced frames with PyAV, resize + centre crop, ImageNet normalisation (spec §2.1, §2.3).
 
 Frames travel as uint8 ``(H, W, 3)`` RGB arrays until :func:`preprocess_frame` turns one into the model's
-``(3, S, S)`` float32 input. Resizing uses PIL's bicubic filter on the shorter side (what torchvision's
-``Resize(S, BICUBIC)`` does on a PIL image) followed by a centre crop.
+``(3, S, S)`` float32 input. The steps are the official CAV-MAE frame pipeline, torchvision's own transforms
+(:func:`frame_transform`): ``Resize(S, BICUBIC)`` of the shorter side (on a PIL image: PIL's bicubic filter),
+``CenterCrop(S)``, ``ToTensor()``, ``Normalize(ImageNet mean, std)``. The cache stores the frames after the
+first two (:func:`resize_center_crop`); :func:`normalize_frame` does the last two on uint8 arrays, batched.
+torchvision is imported on first use.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from pathlib import Path
@@ -14,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .audio import MediaError, _err, _why
+from .audio import MediaError, describe_error, media_error
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -22,8 +26,6 @@ VIDEO_SUFFIXES = {".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".mpg", ".mpe
 
 _MEAN = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
 _STD = torch.tensor(IMAGENET_STD).view(3, 1, 1)
-_SCALE = 1.0 / (255.0 * _STD)
-_OFFSET = _MEAN / _STD
 
 
 # ----- frame geometry ----------------------------------------------------------------------------------------
@@ -47,40 +49,56 @@ def to_rgb_array(image) -> np.ndarray:
     return np.ascontiguousarray(a[:, :, :3])
 
 
-def resize_center_crop(image, size: int) -> np.ndarray:
-    """Resize the shorter side to ``size`` (bicubic), centre-crop ``size x size``; uint8 (size, size, 3) out."""
+@functools.lru_cache(maxsize=16)
+def frame_transform(size: int, to_tensor: bool = True):
+    """The official frame pipeline as a torchvision ``Compose`` of a PIL RGB image: ``Resize(size, BICUBIC)``,
+    ``CenterCrop(size)`` and, with ``to_tensor``, ``ToTensor()`` + ``Normalize(IMAGENET_MEAN, IMAGENET_STD)``
+    (a float32 (3, size, size) tensor out; without it, the cropped PIL image)."""
+    from torchvision import transforms as T
+
+    steps = [T.Resize(size, interpolation=T.InterpolationMode.BICUBIC), T.CenterCrop(size)]
+    if to_tensor:
+        steps += [T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+    return T.Compose(steps)
+
+
+def _pil_rgb(image):
     from PIL import Image
 
     a = to_rgb_array(image)
-    h, w = a.shape[:2]
-    if h == 0 or w == 0:
-        raise ValueError(f"image has an empty side: {w}x{h}")
-    if (h, w) == (size, size):
+    if a.shape[0] == 0 or a.shape[1] == 0:
+        raise ValueError(f"expected an image with both sides >= 1 px, got {a.shape[1]}x{a.shape[0]}")
+    return a, Image.fromarray(a)
+
+
+def resize_center_crop(image, size: int) -> np.ndarray:
+    """Resize the shorter side to ``size`` (bicubic), centre-crop ``size x size``; uint8 (size, size, 3) out."""
+    a, img = _pil_rgb(image)
+    if a.shape[:2] == (size, size):
         return a
-    if h <= w:
-        nh, nw = size, max(size, int(size * w / h))
-    else:
-        nh, nw = max(size, int(size * h / w)), size
-    img = Image.fromarray(a)
-    if (nh, nw) != (h, w):
-        img = img.resize((nw, nh), Image.BICUBIC)
-    top, left = round((nh - size) / 2.0), round((nw - size) / 2.0)
-    return np.array(img.crop((left, top, left + size, top + size)))  # writable copy
+    return np.array(frame_transform(size, to_tensor=False)(img))  # writable copy
 
 
 def normalize_frame(frame_uint8) -> torch.Tensor:
-    """uint8 (H, W, 3) or (..., H, W, 3) -> float32 (..., 3, H, W) with ImageNet mean/std."""
+    """uint8 (H, W, 3) or (..., H, W, 3) -> float32 (..., 3, H, W) with ImageNet mean/std.
+
+    The numbers of torchvision's ``ToTensor()`` + ``Normalize(IMAGENET_MEAN, IMAGENET_STD)``, bit for bit, on
+    any number of frames at once.
+    """
+    from torchvision.transforms import functional as TF
+
     a = np.asarray(frame_uint8)
+    if a.ndim < 3 or a.shape[-1] != 3:
+        raise ValueError(f"expected uint8 frames of shape (..., H, W, 3), got shape {a.shape}")
     x = torch.from_numpy(a if a.flags.writeable else a.copy()).movedim(-1, -3)
-    # (x / 255 - mean) / std as one multiply-add, into a contiguous (..., 3, H, W) tensor
-    out = torch.empty(x.shape, dtype=torch.float32)
+    out = torch.empty(x.shape, dtype=torch.float32)  # contiguous (..., 3, H, W)
     out.copy_(x)
-    return out.mul_(_SCALE).sub_(_OFFSET)
+    return TF.normalize(out.div_(255), IMAGENET_MEAN, IMAGENET_STD, inplace=True)
 
 
 def preprocess_frame(image, img_size: int = 224) -> torch.Tensor:
     """Any image (PIL, uint8 array, grey/RGBA) -> the model's normalised ``(3, img_size, img_size)`` input."""
-    return normalize_frame(resize_center_crop(image, img_size))
+    return frame_transform(img_size)(_pil_rgb(image)[1])
 
 
 def denormalize_frame(x: torch.Tensor) -> torch.Tensor:
@@ -99,7 +117,7 @@ def load_image(path: str | Path) -> np.ndarray:
     except FileNotFoundError:
         raise
     except Exception as e:  # noqa: BLE001
-        raise _err(path, f"cannot read image ({_why(e, path)})") from None
+        raise media_error(path, f"cannot read image ({describe_error(e, path)})") from None
 
 
 # ----- decoding ----------------------------------------------------------------------------------------------
@@ -114,16 +132,16 @@ def _open_video(path: Path):
     import av
 
     if not path.is_file():
-        raise _err(path, "file not found")
+        raise media_error(path, "file not found")
     if path.stat().st_size == 0:
-        raise _err(path, "file is empty (0 bytes)")
+        raise media_error(path, "file is empty (0 bytes)")
     try:
         container = av.open(str(path))
     except Exception as e:  # noqa: BLE001
-        raise _err(path, f"cannot open as a media file ({_why(e, path)})") from None
+        raise media_error(path, f"cannot open as a media file ({describe_error(e, path)})") from None
     if not container.streams.video:
         container.close()
-        raise _err(path, "has no video stream (audio-only file?)")
+        raise media_error(path, "has no video stream (audio-only file?)")
     return container
 
 
@@ -163,7 +181,7 @@ def _decode_at(path: Path, indices: list[int]) -> tuple[dict[int, np.ndarray], i
                 if n > last >= 0:
                     break
         except Exception as e:  # noqa: BLE001 — truncated / corrupt stream: keep what decoded
-            error = _why(e, path)
+            error = describe_error(e, path)
     return got, n, error
 
 
@@ -191,7 +209,7 @@ def load_frames(
     # unknown or wrong count: count what really decodes (within max_seconds), then pick again
     got, n, error = _decode_at(path, [])
     if n == 0:
-        raise _err(path, "no video frame could be decoded" + (f" ({error})" if error else ""))
+        raise media_error(path, "no video frame could be decoded" + (f" ({error})" if error else ""))
     if total is not None:
         warnings.warn(f"{path}: about {total} frames expected from the container's frame count/duration but {n} decode"
                       + (f" ({error})" if error else "") + "; frames picked among those", stacklevel=2)
@@ -201,7 +219,7 @@ def load_frames(
     got, _, error = _decode_at(path, idx)
     missing = [i for i in idx if i not in got]
     if missing:
-        raise _err(path, f"frames {missing} could not be decoded" + (f" ({error})" if error else ""))
+        raise media_error(path, f"frames {missing} could not be decoded" + (f" ({error})" if error else ""))
     frames = np.stack([got[i] for i in idx])
     return (frames, idx) if return_indices else frames
 
@@ -242,6 +260,7 @@ __all__ = [
     "clip_to_inputs",
     "denormalize_frame",
     "frame_indices",
+    "frame_transform",
     "load_frames",
     "load_image",
     "normalize_frame",

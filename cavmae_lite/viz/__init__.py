@@ -13,7 +13,9 @@ Contents
   training       plot_loss_curves
   attention      attention_weights, capture_attention (hook on one block), plot_frame_map (per-patch values)
   listening      fbank_to_waveform (approximate inversion: inverse mel + Griffin-Lim)
-  CLI            ``cavmae-lite reconstruct CLIP --checkpoint CKPT --out fig.png`` (viz_cli)
+  helpers        to_numpy (tensor -> float32 array), figure_and_axes (the given ax or a new figure),
+                 draw_patch_grid, frame_to_rgb
+  CLI            ``cavmae-lite reconstruct CLIP --checkpoint CKPT --out fig.png`` (cavmae_lite.cli.reconstruct)
 
 Modules: grids (patch grid, frames, colours), audio (waveform, fbank, listening), masks (masking and
 reconstructions), similarity (similarity matrix, temperature), embeddings (PCA map), curves (training curves),
@@ -22,7 +24,7 @@ attention (attention weights, maps over a frame).
 
 from __future__ import annotations
 
-from ..reconstruction import STATS, unnormalize_patches  # the math lives there; re-exported for figures
+from ..evaluate import STATS, unnormalize_patches  # the math lives there; re-exported for figures
 from .attention import attention_weights, capture_attention, plot_frame_map
 from .audio import fbank_to_waveform, plot_fbank, plot_waveform
 from .curves import plot_loss_curves
@@ -35,11 +37,12 @@ from .grids import (
     IMAGENET_STD,
     SIM_CMAP,
     SPEC_CMAP,
-    _np,  # noqa: F401 - the tests convert with it
     draw_patch_grid,
+    figure_and_axes,
     frame_to_rgb,
     plot_frame,
     plot_frames,
+    to_numpy,
 )
 from .masks import (
     Reconstruction,
@@ -66,6 +69,7 @@ __all__ = [
     "capture_attention",
     "draw_patch_grid",
     "fbank_to_waveform",
+    "figure_and_axes",
     "frame_to_rgb",
     "masked_fbank",
     "masked_frame",
@@ -85,5 +89,6 @@ __all__ = [
     "reconstruct",
     "similarity_matrix",
     "softmax_with_temperature",
+    "to_numpy",
     "unnormalize_patches",
 ]

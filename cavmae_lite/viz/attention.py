@@ -17,7 +17,7 @@ import torch
 from einops import rearrange
 from torch import Tensor
 
-from .grids import _axes, _np, draw_patch_grid, frame_to_rgb
+from .grids import draw_patch_grid, figure_and_axes, frame_to_rgb, to_numpy
 
 
 def attention_weights(attn, x: Tensor) -> Tensor:
@@ -56,14 +56,14 @@ def plot_frame_map(frame: Tensor, values: Tensor, grid: tuple[int, int], ax=None
     rows, cols = grid
     img = frame_to_rgb(frame)
     H, W = img.shape[:2]
-    fig, ax = _axes(ax, (4.4, 4.0))
+    fig, ax = figure_and_axes(ax, (4.4, 4.0))
     ax.imshow(img.mean(axis=2), cmap="gray", vmin=0, vmax=1, extent=(0, W, H, 0))
-    im = ax.imshow(_np(values).reshape(rows, cols), cmap=cmap, vmin=vmin, vmax=vmax, alpha=alpha,
+    im = ax.imshow(to_numpy(values).reshape(rows, cols), cmap=cmap, vmin=vmin, vmax=vmax, alpha=alpha,
                    extent=(0, W, H, 0), interpolation="nearest")
     draw_patch_grid(ax, rows, cols, W / cols, H / rows, indices=False, color="white")
     if outline is not None:
         ph, pw = H / rows, W / cols
-        for k in np.flatnonzero(_np(outline) > 0.5):
+        for k in np.flatnonzero(to_numpy(outline) > 0.5):
             r, c = divmod(int(k), cols)
             ax.add_patch(plt.Rectangle((c * pw, r * ph), pw, ph, fill=False, ec="cyan", lw=1.6))
     ax.set(xlabel="x (pixels)", ylabel="y (pixels)", title=title)

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .grids import FBANK_MEAN, FBANK_STD, HOP_S, MASK_COLOR, SPEC_CMAP, _axes, _np, draw_patch_grid
+from .grids import FBANK_MEAN, FBANK_STD, HOP_S, MASK_COLOR, SPEC_CMAP, draw_patch_grid, figure_and_axes, to_numpy
 
 KALDI_LOW_HZ = 20.0  # torchaudio's Kaldi fbank defaults, which wav_to_fbank keeps: low_freq 20 Hz, high_freq 0 = Nyquist
 
@@ -64,8 +64,8 @@ def add_hz_axis(ax, num_mel_bins: int, sample_rate: int = 16000, low_hz: float =
 
 def plot_waveform(wave: Tensor, sample_rate: int = 16000, ax=None, title: str = "waveform"):
     """(N,) or (C, N) waveform -> amplitude vs time in seconds."""
-    fig, ax = _axes(ax, (10, 2.2))
-    w = _np(wave)
+    fig, ax = figure_and_axes(ax, (10, 2.2))
+    w = to_numpy(wave)
     w = w[0] if w.ndim == 2 else w
     t = np.arange(w.shape[0]) / sample_rate
     ax.plot(t, w, lw=0.4, color="tab:blue")
@@ -86,9 +86,9 @@ def plot_fbank(fbank: Tensor, ax=None, patch_size: int | None = 16, indices: boo
     NaN entries (masked patches) are drawn in light grey. ``indices`` defaults to True up to 256 tokens
     (zoom in with ``ax.set_xlim`` to read them on a full 512-token clip).
     """
-    fb = _np(fbank)
+    fb = to_numpy(fbank)
     T, F = fb.shape
-    fig, ax = _axes(ax, (min(14, 3 + T / 80), 3.2))
+    fig, ax = figure_and_axes(ax, (min(14, 3 + T / 80), 3.2))
     cmap = plt.get_cmap(SPEC_CMAP).with_extremes(bad=MASK_COLOR)
     im = ax.imshow(fb.T, origin="lower", aspect="auto", cmap=cmap, extent=(0, T * hop_s, 0, F),
                    vmin=vmin, vmax=vmax, interpolation="nearest")

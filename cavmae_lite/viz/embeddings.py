@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .grids import _axes, _np
+from .grids import figure_and_axes, to_numpy
 
 
 def pca_2d(x: Tensor) -> tuple[Tensor, Tensor]:
@@ -32,8 +32,8 @@ def plot_embedding_map(audio_emb: Tensor, video_emb: Tensor, labels: Sequence | 
     v = torch.nn.functional.normalize(video_emb.float(), dim=-1)
     N = a.shape[0]
     xy, ratio = pca_2d(torch.cat([a, v]))
-    xy = _np(xy)
-    fig, ax = _axes(ax, (6.2, 5.2))
+    xy = to_numpy(xy)
+    fig, ax = figure_and_axes(ax, (6.2, 5.2))
     lab = np.zeros(N, dtype=int) if labels is None else np.asarray(
         labels.cpu().tolist() if isinstance(labels, Tensor) else list(labels))
     if connect:

@@ -24,13 +24,15 @@ MASK_COLOR = "#c8c8c8"  # light grey for removed patches
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _np(x: Any) -> np.ndarray:
+def to_numpy(x: Any) -> np.ndarray:
+    """A tensor (any device, dtype or autograd state) or array-like as a float32 numpy array, ready to plot."""
     if isinstance(x, Tensor):
         return x.detach().float().cpu().numpy()
     return np.asarray(x, dtype=np.float32)
 
 
-def _axes(ax=None, figsize=(6, 4)):
+def figure_and_axes(ax=None, figsize=(6, 4)):
+    """``(figure, ax)`` to draw on: the given ``ax`` and its figure, or a new ``figsize`` figure with one axes."""
     if ax is None:
         _, ax = plt.subplots(figsize=figsize, layout="constrained")
     return ax.figure, ax
@@ -87,7 +89,7 @@ def plot_frame(frame: Tensor, ax=None, patch_size: int | None = 16, indices: boo
     """Frame (3, H, W) (ImageNet-normalised unless ``normalized=False``) with its patch grid and token indices."""
     img = frame_to_rgb(frame) if normalized else frame.detach().float().permute(1, 2, 0).clamp(0, 1).cpu().numpy()
     H, W = img.shape[:2]
-    fig, ax = _axes(ax, (4.2, 4.2))
+    fig, ax = figure_and_axes(ax, (4.2, 4.2))
     ax.imshow(_fill_nan(img), extent=(0, W, H, 0), interpolation="nearest")
     if patch_size:
         draw_patch_grid(ax, H // patch_size, W // patch_size, patch_size, patch_size, indices, color=grid_color)

@@ -10,10 +10,10 @@ import matplotlib.pyplot as plt
 import torch
 from torch import Tensor
 
-from ..reconstruction import unnormalize_patches
+from ..evaluate import unnormalize_patches
 from ..tokenizers import patchify_audio, patchify_video, unpatchify_audio, unpatchify_video
 from .audio import plot_fbank
-from .grids import HOP_S, _axes, _np, plot_frame
+from .grids import HOP_S, figure_and_axes, plot_frame, to_numpy
 
 # ---------------------------------------------------------------------------------------------------------
 # masking
@@ -39,8 +39,8 @@ def masked_frame(frame: Tensor, mask: Tensor, patch_size: int) -> Tensor:
 def plot_mask(mask: Tensor, grid: tuple[int, int], ax=None, title: str | None = None, origin: str = "upper",
               xlabel: str = "patch column", ylabel: str = "patch row"):
     """A (L,) 0/1 mask as its rows x cols grid: dark = removed (1), light = visible (0)."""
-    m = _np(mask).reshape(grid)
-    fig, ax = _axes(ax, (max(3, grid[1] / 6), max(2, grid[0] / 4)))
+    m = to_numpy(mask).reshape(grid)
+    fig, ax = figure_and_axes(ax, (max(3, grid[1] / 6), max(2, grid[0] / 4)))
     cmap = matplotlib.colors.ListedColormap(["#f4f1de", "#3d405b"])
     im = ax.imshow(m, cmap=cmap, vmin=0, vmax=1, origin=origin, aspect="auto", interpolation="nearest")
     cb = fig.colorbar(im, ax=ax, ticks=[0.25, 0.75], pad=0.01)

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .grids import SIM_CMAP, SPEC_CMAP, _axes, _np, frame_to_rgb
+from .grids import SIM_CMAP, SPEC_CMAP, figure_and_axes, frame_to_rgb, to_numpy
 
 # ---------------------------------------------------------------------------------------------------------
 # contrastive
@@ -31,9 +31,9 @@ def plot_similarity(sim: Tensor, frames: Tensor | None = None, fbanks: Tensor | 
     sim (N, M): rows = audio clips, columns = video clips; frames (M, 3, H, W); fbanks (N, T, F).
     ``values`` prints each cell (default: when N, M <= 12). The true pairs are on the diagonal.
     """
-    S = _np(sim)
+    S = to_numpy(sim)
     N, M = S.shape
-    fig, ax = _axes(ax, (1.1 + 0.75 * M + (1.4 if fbanks is not None else 0), 1.0 + 0.7 * N
+    fig, ax = figure_and_axes(ax, (1.1 + 0.75 * M + (1.4 if fbanks is not None else 0), 1.0 + 0.7 * N
                          + (0.9 if frames is not None else 0)))
     im = ax.imshow(S, cmap=SIM_CMAP, vmin=vmin, vmax=vmax, extent=(-0.5, M - 0.5, N - 0.5, -0.5))
     values = (N <= 12 and M <= 12) if values is None else values
@@ -52,7 +52,7 @@ def plot_similarity(sim: Tensor, frames: Tensor | None = None, fbanks: Tensor | 
         top = -1.6
     if fbanks is not None:
         for i in range(min(N, fbanks.shape[0])):
-            ax.imshow(_np(fbanks[i]).T, origin="lower", cmap=SPEC_CMAP, aspect="auto",
+            ax.imshow(to_numpy(fbanks[i]).T, origin="lower", cmap=SPEC_CMAP, aspect="auto",
                       extent=(-2.2, -0.6, i + 0.45, i - 0.45))
         left = -2.3
     ax.set_xlim(left, M - 0.5)
@@ -75,11 +75,11 @@ def plot_temperature(sim: Tensor, column: int = 0, temperatures: Sequence[float]
     """For video ``column``, p(audio i | video j) = softmax_i(S[i, j] / tau) for several temperatures tau."""
     S = sim.float()
     N = S.shape[0]
-    fig, ax = _axes(ax, (7, 3.4))
+    fig, ax = figure_and_axes(ax, (7, 3.4))
     width = 0.8 / len(temperatures)
     for k, tau in enumerate(temperatures):
         p = softmax_with_temperature(S, tau, dim=0)[:, column]
-        ax.bar(np.arange(N) + (k - (len(temperatures) - 1) / 2) * width, _np(p), width=width,
+        ax.bar(np.arange(N) + (k - (len(temperatures) - 1) / 2) * width, to_numpy(p), width=width,
                label=f"tau = {tau:g} (p_true = {float(p[column]):.2f})")
     ax.axvline(column, color="red", lw=1, ls="--", label=f"true partner (audio {column})")
     ax.axhline(1 / N, color="gray", lw=0.8, ls=":", label=f"uniform 1/N = {1 / N:.2f}")
