@@ -75,7 +75,8 @@ def pretrain(config: CAVMAEConfig, train_config: TrainConfig, dataset: Dataset, 
     (steps, epochs or minutes, counted over every call) is left unchanged and ``stopped="already_finished"``.
     on_step(step, metrics): called every ``log_every`` steps with the averaged metrics (for live plots).
     progress: a tqdm bar. model: start from these weights instead of a fresh init; they are moved to the device
-    and trained in place, ``model.config`` is left as it is (``result.model`` carries the run's loss settings).
+    and trained in place, ``model.config`` is left as it is (the run's loss settings reach its forward as
+    ``loss_settings``; config.json and the checkpoint record them). ``result.model`` is that model.
     start_time: ``time.time()`` the ``max_minutes`` budget counts from (default: now). stop_after: end this call
     after that many optimiser steps without a final checkpoint (simulates a kill; for tests). eval_dataset:
     validate at every epoch end (:func:`.validation.after_epoch`: metrics.jsonl line, best.pt; ``keep_epochs``:
