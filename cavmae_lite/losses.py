@@ -130,24 +130,3 @@ def _info_nce_block(audio_emb: Tensor, video_emb: Tensor, temperature: float, bi
         loss_t, acc_t = _nce_over_dim0(logits.T)
         loss, acc = (loss + loss_t) / 2, (acc + acc_t) / 2
     return ContrastiveResult(loss, acc, logits)
-
-
-def cavmae_loss(
-    loss_rec: Tensor,
-    audio_emb: Tensor,
-    video_emb: Tensor,
-    mae_weight: float,
-    contrast_weight: float,
-    temperature: float = 0.05,
-    bidirectional: bool = False,
-    gather: bool = False,
-    groups: int = 1,
-) -> tuple[Tensor, ContrastiveResult]:
-    """The CAV-MAE objective from the reconstruction loss and the pooled embeddings (N, D) of a batch.
-
-    L = mae_weight * L_r + contrast_weight * L_c,   L_c = :func:`info_nce` (audio_emb, video_emb) within
-    ``groups`` consecutive chunks of the batch (``groups=1``: the whole batch; the official 4-GPU runs: 4).
-    Returns (L, the InfoNCE result: its unweighted loss, accuracy and logits).
-    """
-    nce = info_nce(audio_emb, video_emb, temperature, bidirectional, gather=gather, groups=groups)
-    return mae_weight * loss_rec + contrast_weight * nce.loss, nce

@@ -253,7 +253,7 @@ class CAVMAEOutput:
     loss_c:      InfoNCE, unweighted;  c_acc: fraction of videos whose most similar audio is their own
     mask_a (B, La), mask_v (B, Lv): 1 = masked;  pred_a (B, La, p*p), pred_v (B, Lv, p*p*C): all tokens
     audio_emb, video_emb (B, D): pooled contrastive-stream embeddings (None if the branch was skipped)
-    logits (B, B): audio x video similarities / tau (None if the branch was skipped)
+    logits (B, B), or (G, B/G, B/G) with contrast_groups=G: audio x video similarities / tau (None if skipped)
     """
 
     loss: Tensor
@@ -286,11 +286,13 @@ class CAVMAE(PretrainedModel):
 
     def forward(self, audio: Tensor, video: Tensor, mask_ratio_a: float = 0.75, mask_ratio_v: float = 0.75,
                 noise_a: Tensor | None = None, noise_v: Tensor | None = None, mask_mode: str = "unstructured",
-                generator: torch.Generator | None = None, loss_settings: dict[str, Any] | None = None) -> CAVMAEOutput:
+                generator: torch.Generator | None = None, loss_settings: dict[str, Any] | None = None,
+                contrast_groups: int = 1) -> CAVMAEOutput:
         """audio (B, T, F) normalised fbank, video (B, C, H, W) normalised frames -> :class:`CAVMAEOutput`.
 
         ``loss_settings``: loss fields of the config (weights, temperature, direction, negatives) to use in place of
         ``self.config``'s for this call (a training run's overrides, validation's local negatives).
+        ``contrast_groups=G``: InfoNCE within G consecutive chunks of the batch (:func:`info_nce` ``groups``).
 
         Noise for masking, when not given, is drawn audio first, then video (as the official code). A modality
         masked entirely (ratio 1.0, the cross-modal explorer of notebook 04) has no tokens to pool into c_a / c_v:
@@ -313,7 +315,8 @@ class CAVMAE(PretrainedModel):
             audio_emb = enc.audio_stream(h_a).mean(dim=1)  # c_a (B, D)
             video_emb = enc.video_stream(h_v).mean(dim=1)  # c_v (B, D)
             gather = c.contrast_negatives == "global"
-            nce = info_nce(audio_emb, video_emb, c.contrast_temperature, c.bidirectional_contrast, gather=gather)
+            nce = info_nce(audio_emb, video_emb, c.contrast_temperature, c.bidirectional_contrast, gather=gather,
+                           groups=contrast_groups)
             loss_c, c_acc, logits = nce.loss, nce.accuracy, nce.logits
         loss_rec = loss_rec_a + loss_rec_v
         loss = c.mae_weight * loss_rec + c.contrast_weight * loss_c

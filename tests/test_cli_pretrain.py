@@ -18,7 +18,7 @@ from cavmae_lite.checkpoints import adapt_mae_state_dict, save_checkpoint
 from cavmae_lite.config import TrainConfig
 from cavmae_lite.losses import info_nce
 from cavmae_lite.model import CAVMAE
-from cavmae_lite.train import load_pretrained, pretrain, with_contrast_groups
+from cavmae_lite.train import load_pretrained, pretrain
 from cavmae_lite.train.validation import validate
 from tests.helpers import PairedDataset, micro_config, micro_train
 from tests.test_checkpoints_mae import micro_mae
@@ -61,11 +61,12 @@ def test_model_output_regrouped_and_config_checks():
     model = CAVMAE(c)
     x = torch.randn(8, 32, 32), torch.randn(8, 3, 32, 32)
     out = model(*x, generator=torch.Generator().manual_seed(1))
-    got = with_contrast_groups(out, c, 2)
+    got = model(*x, generator=torch.Generator().manual_seed(1), contrast_groups=2)
     ref = (info_nce(out.audio_emb[:4], out.video_emb[:4]).loss + info_nce(out.audio_emb[4:], out.video_emb[4:]).loss) / 2
     torch.testing.assert_close(got.loss_c, ref)
     torch.testing.assert_close(got.loss, 2.0 * out.loss_rec + 0.3 * ref)
-    assert with_contrast_groups(out, c, 1) is out
+    assert got.logits.shape == (2, 4, 4)
+    torch.testing.assert_close(model(*x, generator=torch.Generator().manual_seed(1), contrast_groups=1).loss, out.loss)
     base = TrainConfig.preset("base")
     assert (base.batch_size, base.contrast_groups, base.contrast_negatives) == (48, 4, "local")
     with pytest.raises(ValueError, match="contrast_groups=4 must divide batch_size=10"):

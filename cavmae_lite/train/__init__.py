@@ -5,10 +5,10 @@ package (optim), the objective (objective), the curves (metrics), per-epoch vali
 from ..checkpoints import CHECKPOINT_NAME, load_pretrained
 from .loop import PretrainResult, TrainingDiverged, pretrain
 from .metrics import require_tensorboard
-from .objective import loss_settings, run_config, with_contrast_groups
+from .objective import loss_settings, run_config
 from .optim import build_optimizer, cosine_lr_factor, lr_factor, set_lr, step_lr_factor
 from .validation import BEST_NAME, validate
 
 __all__ = ["BEST_NAME", "CHECKPOINT_NAME", "PretrainResult", "TrainingDiverged", "build_optimizer",
            "cosine_lr_factor", "load_pretrained", "lr_factor", "pretrain", "require_tensorboard", "run_config",
-           "set_lr", "step_lr_factor", "validate", "with_contrast_groups", "loss_settings"]
+           "set_lr", "step_lr_factor", "validate", "loss_settings"]

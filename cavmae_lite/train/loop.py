@@ -38,7 +38,7 @@ from ..config import CAVMAEConfig, TrainConfig
 from ..model import CAVMAE
 from ..runtime import autocast, get_rng_state
 from .metrics import MetricsLog, require_tensorboard
-from .objective import run_config, with_contrast_groups
+from .objective import run_config
 from .optim import lr_factor, set_lr
 from .run import Run, epoch_batches, open_run
 from .validation import after_epoch, eval_batch_size
@@ -181,8 +181,7 @@ def _forward_backward(run: Run, batches) -> tuple[dict[str, float], bool]:
         with contextlib.nullcontext() if sync else run.ddp_model.no_sync():
             with autocast(run.amp, device):
                 o = run.step_fn(audio, video, tc.mask_ratio_a, tc.mask_ratio_v, mask_mode=tc.mask_mode,
-                                loss_settings=run.loss_settings)
-                o = with_contrast_groups(o, run.config, tc.contrast_groups)
+                                loss_settings=run.loss_settings, contrast_groups=tc.contrast_groups)
             loss = o.loss.float()
             finite = _all_finite(bool(torch.isfinite(loss)), device, world) and finite
             if finite:

@@ -1,8 +1,7 @@
-"""What a pretraining run optimises: the model's loss under the run's loss settings, optionally in InfoNCE groups.
+"""What a pretraining run optimises: the model's loss under the run's loss settings.
 
     config = run_config(model_config, train_config)    # the TrainConfig's loss overrides applied
     out = model(audio, video, loss_settings=loss_settings(model.config, config))   # what differs, passed per call
-    out = with_contrast_groups(out, config, groups=4)   # InfoNCE within 4 chunks of the batch
 
 A model's config is never swapped or mutated: the run's loss settings reach the forward as an argument.
 """
@@ -13,8 +12,6 @@ import dataclasses
 from typing import Any
 
 from ..config import CAVMAEConfig, TrainConfig
-from ..losses import cavmae_loss
-from ..model import CAVMAEOutput
 
 # CAVMAEConfig fields that only change the loss (a TrainConfig field of the same name overrides them when set)
 LOSS_FIELDS = ("mae_weight", "contrast_weight", "contrast_temperature", "contrast_negatives", "bidirectional_contrast")
@@ -38,19 +35,4 @@ def loss_settings(model_config: CAVMAEConfig, config: CAVMAEConfig) -> dict[str,
     return {k: getattr(config, k) for k in LOSS_FIELDS if getattr(config, k) != getattr(model_config, k)}
 
 
-def with_contrast_groups(out: CAVMAEOutput, config: CAVMAEConfig, groups: int) -> CAVMAEOutput:
-    """``out`` with ``loss_c``, ``c_acc``, ``logits`` and ``loss`` recomputed from its pooled embeddings
-    (B, D) within ``groups`` consecutive chunks of the batch (:func:`cavmae_lite.losses.cavmae_loss`).
-
-    ``groups=1`` (or a run without the contrastive branch) returns ``out`` unchanged. Negatives are gathered
-    across ranks exactly when the model gathers them (``config.contrast_negatives == "global"``).
-    """
-    if groups == 1 or out.audio_emb is None:
-        return out
-    loss, nce = cavmae_loss(out.loss_rec, out.audio_emb, out.video_emb, config.mae_weight, config.contrast_weight,
-                            config.contrast_temperature, config.bidirectional_contrast,
-                            gather=config.contrast_negatives == "global", groups=groups)
-    return dataclasses.replace(out, loss=loss, loss_c=nce.loss, c_acc=nce.accuracy, logits=nce.logits)
-
-
-__all__ = ["LOSS_FIELDS", "loss_settings", "run_config", "with_contrast_groups"]
+__all__ = ["LOSS_FIELDS", "loss_settings", "run_config"]

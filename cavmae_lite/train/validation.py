@@ -20,7 +20,7 @@ from ..checkpoints import save_checkpoint
 from ..config import CAVMAEConfig, TrainConfig
 from ..model import CAVMAE
 from ..runtime import autocast, get_rng_state, set_rng_state
-from .objective import loss_settings, with_contrast_groups
+from .objective import loss_settings
 
 BEST_NAME = "best.pt"
 VAL_TERMS = ("loss", "loss_rec", "loss_rec_a", "loss_rec_v", "loss_c", "c_acc")
@@ -83,8 +83,7 @@ def validate(model: CAVMAE, dataset: Dataset, config: CAVMAEConfig, tc: TrainCon
             audio, video = batch["audio"].to(device), batch["video"].to(device)
             with autocast(amp, device):
                 o = model(audio, video, tc.mask_ratio_a, tc.mask_ratio_v, mask_mode=tc.mask_mode, generator=gen,
-                          loss_settings=overrides)
-                o = with_contrast_groups(o, local, tc.contrast_groups)
+                          loss_settings=overrides, contrast_groups=tc.contrast_groups)
                 emb = model.embed(audio, video) if tc.eval_retrieval else None
             for k in VAL_TERMS:
                 sums[k] += float(getattr(o, k))
