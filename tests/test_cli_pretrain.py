@@ -96,6 +96,7 @@ def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
         dist.all_gather_object(box, res)
         if rank == 0:
             torch.save(box, Path(out) / "groups.pt")
+        dist.barrier()  # no rank tears gloo down while another still talks to it
     finally:
         dist.destroy_process_group()
 

@@ -36,32 +36,37 @@ def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
-        from cavmae_lite.model import CAVMAE
-        from cavmae_lite.train import pretrain
-        from tests.helpers import PairedDataset, micro_config, micro_train
-
-        config = micro_config(contrast_weight=0.5, contrast_negatives="global")
-        torch.manual_seed(0)
-        model = CAVMAE(config)
-        ddp = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
-        audio, video, na, nv = (t[rank * B:(rank + 1) * B] for t in _inputs(config))
-        out = ddp(audio, video, noise_a=na, noise_v=nv)
-        out.loss.backward()
-        loss = out.loss.detach().clone()
-        dist.all_reduce(loss)
-        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
-        # the real loop under DDP: 3 steps, then every rank must hold the same weights
-        r = pretrain(micro_config(), micro_train(max_steps=3, batch_size=B), PairedDataset(micro_config(), n=32),
-                     Path(out_dir) / "run", progress=False)
-        flat = torch.cat([p.detach().flatten() for p in r.model.parameters()])
-        gathered = [torch.zeros_like(flat) for _ in range(world)]
-        dist.all_gather(gathered, flat)
-        if rank == 0:
-            torch.save({"loss": loss / world, "grads": grads, "c_acc": out.c_acc.detach(),
-                        "ranks_agree": all(torch.equal(gathered[0], g) for g in gathered)},
-                       Path(out_dir) / "ddp.pt")
+        _ranked_work(rank, world, out_dir)  # its DDP wrapper and buffers are freed on return
+        dist.barrier()  # no rank tears gloo down while another still talks to it
     finally:
         dist.destroy_process_group()
+
+
+def _ranked_work(rank: int, world: int, out_dir: str) -> None:
+    from cavmae_lite.model import CAVMAE
+    from cavmae_lite.train import pretrain
+    from tests.helpers import PairedDataset, micro_config, micro_train
+
+    config = micro_config(contrast_weight=0.5, contrast_negatives="global")
+    torch.manual_seed(0)
+    model = CAVMAE(config)
+    ddp = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
+    audio, video, na, nv = (t[rank * B:(rank + 1) * B] for t in _inputs(config))
+    out = ddp(audio, video, noise_a=na, noise_v=nv)
+    out.loss.backward()
+    loss = out.loss.detach().clone()
+    dist.all_reduce(loss)
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    # the real loop under DDP: 3 steps, then every rank must hold the same weights
+    r = pretrain(micro_config(), micro_train(max_steps=3, batch_size=B), PairedDataset(micro_config(), n=32),
+                 Path(out_dir) / "run", progress=False)
+    flat = torch.cat([p.detach().flatten() for p in r.model.parameters()])
+    gathered = [torch.zeros_like(flat) for _ in range(world)]
+    dist.all_gather(gathered, flat)
+    if rank == 0:
+        torch.save({"loss": loss / world, "grads": grads, "c_acc": out.c_acc.detach(),
+                    "ranks_agree": all(torch.equal(gathered[0], g) for g in gathered)},
+                   Path(out_dir) / "ddp.pt")
 
 
 def test_ddp_global_negatives_match_single_process(tmp_path):

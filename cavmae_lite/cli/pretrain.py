@@ -189,5 +189,6 @@ def run_pretrain(args: argparse.Namespace) -> int:
     if not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0:
         print(json.dumps(_summary(result, start)))
     if dist.is_available() and dist.is_initialized():
+        dist.barrier()  # rank 0 may still be writing; gloo must not be torn down under it
         dist.destroy_process_group()
     return 0
