@@ -28,9 +28,11 @@ JUPYTER_ROOT := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root)
 lab: data
 	$(PYTHON) -m jupyter lab $(JUPYTER_ROOT) notebooks/
 
-# Retrain the shipped tutorial model (cavmae_lite/weights/tiny.safetensors + tiny.json) with its recorded recipe.
+# Retrain the shipped tutorial models (cavmae_lite/weights/tiny*.safetensors + cards) with their recorded recipes.
 zoo: data
-	$(PYTHON) -m cavmae_lite.cli zoo build
+	$(PYTHON) -m cavmae_lite.cli zoo build --name tiny
+	$(PYTHON) -m cavmae_lite.cli zoo build --name tiny-mask75
+	$(PYTHON) scripts/paste_recipe_table.py
 
 # Unit tests, then every notebook executed by nbmake in fast mode (small data, few steps), with the quizzes'
 # solutions (notebooks/solutions/) put in for the blank answers, so that a wrong solution turns the run red.

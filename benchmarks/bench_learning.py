@@ -36,7 +36,7 @@ from cavmae_lite.config import CAVMAEConfig, TrainConfig
 from cavmae_lite.evaluate import reconstruction_report, retrieval
 
 
-def _parse_sets(items: list[str]) -> dict:
+def parse_sets(items: list[str]) -> dict:
     out = {}
     for it in items:
         k, _, v = it.partition("=")
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     from cavmae_lite.data import ensure_default_dataset
 
     data_dir = ensure_default_dataset(args.data)
-    model_sets, train_sets = _parse_sets(args.model), _parse_sets(args.train)
+    model_sets, train_sets = parse_sets(args.model), parse_sets(args.train)
     if args.threads:  # training (TrainConfig.threads) and evaluation
         train_sets["threads"] = args.threads
         torch.set_num_threads(args.threads)

@@ -22,14 +22,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def row_of(run: dict, ratio: float) -> dict:
+def variant_name(model_sets: dict) -> str:
+    """"preset" for the tiny preset's model, else its overrides (e.g. "norm_pix_loss=False")."""
+    return ", ".join(f"{k}={v}" for k, v in sorted(model_sets.items())) or "preset"
+
+
+def row_of(run: dict, ratio: float, model_sets: dict | None = None) -> dict:
     """The numbers the trade-off shows, from one ``bench_learning.run_once`` result."""
-    return {"mask_ratio": ratio, "minutes": run["minutes"], "steps": run["steps"], "load_avg": run["load_avg"],
+    return {"mask_ratio": ratio, "model": variant_name(model_sets or {}), "minutes": run["minutes"],
+            "steps": run["steps"], "load_avg": run["load_avg"],
             "a2v_r1": run["a2v_r1"], "v2a_r1": run["v2a_r1"],
             "mse_ratio_a": run["mse_a"] / run["mse_a_mean"], "mse_ratio_v": run["mse_v"] / run["mse_v_mean"]}
 
 
-def measure(ratios: list[float], minutes: float, data: str | None) -> list[dict]:
+def measure(ratios: list[float], minutes: float, data: str | None, model_sets: dict) -> list[dict]:
     from bench_learning import run_once
 
     from cavmae_lite.data import ensure_default_dataset
@@ -37,8 +43,8 @@ def measure(ratios: list[float], minutes: float, data: str | None) -> list[dict]
     data_dir = ensure_default_dataset(data)
     rows = []
     for r in ratios:
-        run = run_once(minutes, 0, data_dir, {}, {"mask_ratio_a": r, "mask_ratio_v": r})
-        rows.append(row_of(run, r))
+        run = run_once(minutes, 0, data_dir, model_sets, {"mask_ratio_a": r, "mask_ratio_v": r})
+        rows.append(row_of(run, r, model_sets))
         print(json.dumps(rows[-1]), flush=True)
     return rows
 
@@ -51,35 +57,17 @@ def from_json(paths: list[str]) -> list[dict]:
         ra, rv = d["train"].get("mask_ratio_a"), d["train"].get("mask_ratio_v")
         if ra is None or ra != rv:
             raise ValueError(f"{path}: expected one --train mask_ratio_a = mask_ratio_v, got {ra} / {rv}")
-        rows += [row_of(run, ra) for run in d["runs"]]
-    return sorted(rows, key=lambda r: r["mask_ratio"])
+        rows += [row_of(run, ra, d.get("model")) for run in d["runs"]]
+    return sorted(rows, key=lambda r: (r["model"] != "preset", r["model"], r["mask_ratio"]))
 
 
 def plot(rows: list[dict], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from cavmae_lite.viz import plot_masking_tradeoff
 
-    x = [r["mask_ratio"] for r in rows]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
-    ax1.plot(x, [r["a2v_r1"] for r in rows], "o-", label="audio → video")
-    ax1.plot(x, [r["v2a_r1"] for r in rows], "s-", label="video → audio")
-    ax1.axhline(1 / 600, color="grey", ls=":", label="chance (1/600)")
-    ax1.set(xlabel="training mask ratio (both modalities)", ylabel="R@1 on 600 test pairs",
-            title="retrieval after equal CPU minutes", ylim=(0, None))
-    ax1.legend()
-    ax2.plot(x, [r["mse_ratio_a"] for r in rows], "o-", label="audio")
-    ax2.plot(x, [r["mse_ratio_v"] for r in rows], "s-", label="video")
-    ax2.axhline(1.0, color="grey", ls=":", label="mean visible patch (1.0)")
-    ax2.set(xlabel="training mask ratio (both modalities)", ylabel="masked-patch MSE / baseline",
-            title="reconstruction at 75 % masking (lower is better)", ylim=(0, 1.1))
-    ax2.legend()
-    minutes = sorted({round(r["minutes"]) for r in rows})
-    fig.suptitle(f"tiny preset, {', '.join(map(str, minutes))} CPU minutes per ratio (steps: "
-                 f"{', '.join(str(r['steps']) for r in rows)})", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    plot_masking_tradeoff(rows, path=str(path))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,18 +75,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ratios", type=float, nargs="+", default=[0.15, 0.3, 0.5, 0.75])
     p.add_argument("--minutes", type=float, default=10.0, help="CPU minutes per ratio (default 10)")
     p.add_argument("--data", help="dataset folder (default: the default synthetic data)")
+    p.add_argument("--model", nargs="*", default=[], metavar="K=V",
+                   help="CAVMAEConfig.tiny() overrides for every ratio (e.g. norm_pix_loss=false)")
     p.add_argument("--from-json", nargs="+", help="bench_learning.py --json files to plot instead of training")
     p.add_argument("--out", default="runs/masking", help="folder for masking.json and masking.png")
     args = p.parse_args(argv)
-    rows = from_json(args.from_json) if args.from_json else measure(args.ratios, args.minutes, args.data)
+    from bench_learning import parse_sets
+
+    rows = (from_json(args.from_json) if args.from_json
+            else measure(args.ratios, args.minutes, args.data, parse_sets(args.model)))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "masking.json").write_text(json.dumps(rows, indent=1) + "\n")
     plot(rows, out / "masking.png")
-    print("| mask ratio | minutes | steps | load | R@1 a2v | R@1 v2a | MSE / baseline audio | MSE / baseline video |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| training mask ratio | model | minutes | steps | load | R@1 a2v | R@1 v2a | MSE / baseline audio | "
+          "MSE / baseline video |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['mask_ratio']:g} | {r['minutes']:g} | {r['steps']} | {r['load_avg']:.2f} | {r['a2v_r1']:.3f} | "
+        print(f"| {r['mask_ratio']:g} | {r['model']} | {r['minutes']:g} | {r['steps']} | {r['load_avg']:.2f} | {r['a2v_r1']:.3f} | "
               f"{r['v2a_r1']:.3f} | {r['mse_ratio_a']:.2f} | {r['mse_ratio_v']:.2f} |")
     print(f"wrote {out / 'masking.json'} and {out / 'masking.png'}")
     return 0

@@ -1,19 +1,25 @@
-"""The tutorial model: a tiny CAV-MAE pretrained on the default synthetic data, shipped inside the package.
+"""The tutorial models: tiny CAV-MAEs pretrained on the default synthetic data, shipped inside the package.
 
     from cavmae_lite import zoo
-    model = zoo.pretrained_tiny()              # loads cavmae_lite/weights/tiny.safetensors (fp16), trains nothing
-    model, card = zoo.pretrained_tiny_info()   # ... and its card: recipe, machine, wall time, measured metrics
+    model = zoo.pretrained_tiny()                       # the retrieval model: weights/tiny.safetensors (fp16)
+    recon = zoo.pretrained_tiny(mask_ratio=0.75)        # the reconstruction model: weights/tiny-mask75.safetensors
+    model, card = zoo.pretrained_tiny_info()            # ... and its card: recipe, machine, wall time, metrics
 
-Notebooks 04, 05, 07 and 08 show this model. It is built by ``cavmae-lite zoo build`` (``make zoo``) with the
-recorded :func:`recipe` — ``CAVMAEConfig.tiny()``, ``TrainConfig.preset("tiny")`` with :data:`BUILD_TRAIN`, on the
-train split of the default data — then evaluated on the 600 test pairs, and written as fp16 weights
-(``tiny.safetensors``: no pickle; the model config in its metadata) with a JSON card beside it (``tiny.json``). Both
-are committed, so a clone and a ``pip install`` have them. The weights file is also a checkpoint the CLI takes
-(``--checkpoint cavmae_lite/weights/tiny.safetensors``).
+Two models, because at this scale the two losses want different masking (notebook 06 measures it): ``tiny``
+(:data:`NAME`), trained at 30 % masking with ``norm_pix_loss``, for embeddings and retrieval (notebooks 05, 07, 08);
+``tiny-mask75`` (:data:`MASK75`), trained at the paper's 75 % with 8-px patches and without ``norm_pix_loss``, for
+every reconstruction picture at 75 % (notebooks 04, 06, 08, the README figure, ``cavmae-lite reconstruct``).
+
+Each is built by ``cavmae-lite zoo build --name NAME`` (``make zoo`` builds both) with its recorded :func:`recipe` —
+``CAVMAEConfig.tiny()`` with the :data:`MODELS` size overrides, ``TrainConfig.preset("tiny")`` with its build
+settings, on the train split of the default data — then evaluated on the 600 test pairs, and written as fp16
+weights (``<name>.safetensors``: no pickle; the model config it was trained with in its metadata) with a JSON card
+beside it (``<name>.json``). Both are committed, so a clone and a ``pip install`` have them. A weights file is also
+a checkpoint the CLI takes (``--checkpoint cavmae_lite/weights/tiny.safetensors``).
 
 The recipe's key (a hash of the model and training settings and of the data *generator*, its seed and split sizes)
 is on the card. Regenerated data that differs only in encoded bytes (another JPEG or FLAC encoder) keeps the
-shipped model valid; a change of the recipe or of the generator version makes :func:`card_is_current` false, and a
+shipped models valid; a change of a recipe or of the generator version makes :func:`card_is_current` false, and a
 test then fails and says to run ``make zoo``.
 """
 
@@ -36,14 +42,27 @@ from .model import CAVMAE
 
 ZOO_VERSION = 2
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-NAME = "tiny"
-# The shipped model's training budget and logging, on top of TrainConfig.preset("tiny") (the ten-minute recipe's
+NAME = "tiny"  # the retrieval model, what pretrained_tiny() loads
+MASK75 = "tiny-mask75"  # the reconstruction model, pretrained_tiny(mask_ratio=0.75)
+# The retrieval model's training budget and logging, on top of TrainConfig.preset("tiny") (the ten-minute recipe's
 # settings): the same model and losses, trained longer. The shipped weights were trained before the ten-minute
 # recipe moved to InfoNCE temperature 0.1 and mask ratio 0.15: the build keeps the model's own temperature,
 # 0.05 (the paper's), and mask ratio 0.3, so that the recorded recipe, and its key on the card, stay what the
 # weights were trained with.
 BUILD_TRAIN: dict[str, Any] = {"max_steps": 4000, "warmup_steps": 100, "log_every": 25,
                                "contrast_temperature": None, "mask_ratio_a": 0.3, "mask_ratio_v": 0.3}
+# The reconstruction model: the paper's masking, 75 % of each modality, with the retrieval model's losses. Three
+# departures from the retrieval model's sizes, each for the picture at 75 %: 8-px patches (a 12 x 12 frame grid keeps
+# 36 patches at 75 %, so most objects stay partly visible; a 6 x 6 grid keeps 9, often none of an object); a
+# one-layer decoder (MAE's decoder is deliberately light, and over 400 tokens it is most of the step); and no
+# norm_pix_loss, as the official "NoNorm" checkpoint released for inpainting: the decoder predicts pixels and fbank
+# values, not per-patch standardised ones, so a removed patch comes back in input units.
+BUILD_TRAIN_MASK75: dict[str, Any] = {"max_steps": 3000, "warmup_steps": 100, "log_every": 25,
+                                      "contrast_temperature": None, "mask_ratio_a": 0.75, "mask_ratio_v": 0.75}
+MODEL_MASK75: dict[str, Any] = {"patch_size": 8, "decoder_depth": 1, "norm_pix_loss": False}
+# name -> (TrainConfig.preset("tiny") overrides, CAVMAEConfig.tiny() overrides)
+MODELS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {NAME: (BUILD_TRAIN, {}),
+                                                             MASK75: (BUILD_TRAIN_MASK75, MODEL_MASK75)}
 # Settings that change where and how fast a build runs, not what it learns: left out of the recipe key.
 _MACHINE_KEYS = ("threads", "device", "num_workers", "log_every", "checkpoint_every", "compile", "deterministic",
                  "keep_epochs", "eval_retrieval")
@@ -52,61 +71,92 @@ _MACHINE_KEYS = ("threads", "device", "num_workers", "log_every", "checkpoint_ev
 _NEUTRAL = {"contrast_groups": 1, "init": None, "contrast_temperature": None}
 
 
-def recipe() -> dict[str, Any]:
-    """Everything that determines the shipped weights: model sizes, training settings and the data's generator."""
+def _check_name(name: str) -> str:
+    if name not in MODELS:
+        raise ValueError(f"unknown tutorial model {name!r}: the zoo has {sorted(MODELS)}")
+    return name
+
+
+def recipe(name: str = NAME) -> dict[str, Any]:
+    """Everything that determines a shipped model's weights: model sizes, training settings and the data's
+    generator."""
     from .data.synthetic import FULL_SIZES, GENERATOR
 
-    train = TrainConfig.preset("tiny", **BUILD_TRAIN).to_dict()
-    return {"zoo_version": ZOO_VERSION, "name": NAME, "model": CAVMAEConfig.tiny().to_dict(),
+    build_train, model_sets = MODELS[_check_name(name)]
+    train = TrainConfig.preset("tiny", **build_train).to_dict()
+    return {"zoo_version": ZOO_VERSION, "name": name, "model": CAVMAEConfig.tiny(**model_sets).to_dict(),
             "train": {k: v for k, v in train.items()
                       if k not in _MACHINE_KEYS and not (k in _NEUTRAL and v == _NEUTRAL[k])},
             "data": {"generator": GENERATOR, "seed": 0, "sizes": list(FULL_SIZES), "split": "train"}}
 
 
-def recipe_key(r: dict[str, Any] | None = None) -> str:
-    return hashlib.sha1(json.dumps(r or recipe(), sort_keys=True).encode()).hexdigest()[:12]
+def recipe_key(r: dict[str, Any] | str | None = None) -> str:
+    """12 hex digits hashing a recipe (a dict, or a model name; default: the retrieval model's)."""
+    r = recipe(r or NAME) if r is None or isinstance(r, str) else r
+    return hashlib.sha1(json.dumps(r, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def weights_path(directory: str | Path | None = None) -> Path:
-    return Path(directory or WEIGHTS_DIR) / f"{NAME}.safetensors"
+def weights_path(directory: str | Path | None = None, name: str = NAME) -> Path:
+    return Path(directory or WEIGHTS_DIR) / f"{_check_name(name)}.safetensors"
 
 
-def card_path(directory: str | Path | None = None) -> Path:
-    return Path(directory or WEIGHTS_DIR) / f"{NAME}.json"
+def card_path(directory: str | Path | None = None, name: str = NAME) -> Path:
+    return Path(directory or WEIGHTS_DIR) / f"{_check_name(name)}.json"
 
 
-def read_card(directory: str | Path | None = None) -> dict[str, Any]:
-    p = card_path(directory)
+def read_card(directory: str | Path | None = None, name: str = NAME) -> dict[str, Any]:
+    p = card_path(directory, name)
     if not p.is_file():
         raise FileNotFoundError(f"no model card at {p}: build the tutorial model with `make zoo` "
-                                "(cavmae-lite zoo build)")
+                                f"(cavmae-lite zoo build --name {name})")
     return json.loads(p.read_text())
 
 
+def name_for(mask_ratio: float | None = None) -> str:
+    """The zoo model trained at ``mask_ratio`` (both modalities); None: the retrieval model."""
+    if mask_ratio is None:
+        return NAME
+    trained = {n: (b["mask_ratio_a"], b["mask_ratio_v"]) for n, (b, _) in MODELS.items()}
+    for n, ratios in trained.items():
+        if ratios == (mask_ratio, mask_ratio):
+            return n
+    have = ", ".join(f"{n}: {a:g} / {v:g}" for n, (a, v) in trained.items())
+    raise ValueError(f"no shipped tutorial model was trained at mask ratio {mask_ratio:g}; the zoo has {have} "
+                     "(audio / video)")
+
+
 def card_is_current(card: dict[str, Any]) -> bool:
-    """True when the shipped weights were trained with today's recipe and data generator."""
-    return card.get("recipe_key") == recipe_key()
+    """True when the shipped weights were trained with today's recipe (of the card's model) and data generator."""
+    name = card.get("name", NAME)
+    return name in MODELS and card.get("recipe_key") == recipe_key(name)
 
 
 def pretrained_tiny_info(device: str | torch.device = "cpu", directory: str | Path | None = None,
-                         ) -> tuple[CAVMAE, dict[str, Any]]:
-    """The shipped tutorial model (fp32, eval mode) and its card (with ``path`` added). Warns when stale."""
-    path = weights_path(directory)
+                         mask_ratio: float | None = None) -> tuple[CAVMAE, dict[str, Any]]:
+    """A shipped tutorial model (fp32, eval mode) and its card (with ``path`` added). Warns when stale.
+
+    mask_ratio: None or 0.3, the retrieval model (``tiny``); 0.75, the reconstruction model (``tiny-mask75``)."""
+    name = name_for(mask_ratio)
+    path = weights_path(directory, name)
     if not path.is_file():
         raise FileNotFoundError(f"the tutorial model {path} is missing: build it with `make zoo` "
-                                "(cavmae-lite zoo build)")
+                                f"(cavmae-lite zoo build --name {name})")
     model = load_pretrained(path)  # fp16 on disk -> the fp32 model; config from the file's metadata
-    card = read_card(directory)
+    card = read_card(directory, name)
     if not card_is_current(card):
         warnings.warn(f"{path.name} was trained with another recipe or data generator than this code's "
-                      f"(card {card.get('recipe_key')}, code {recipe_key()}): run `make zoo` to rebuild it",
+                      f"(card {card.get('recipe_key')}, code {recipe_key(name)}): run `make zoo` to rebuild it",
                       stacklevel=2)
     return model.to(device).eval(), {**card, "path": path}
 
 
-def pretrained_tiny(device: str | torch.device = "cpu", directory: str | Path | None = None) -> CAVMAE:
-    """The shipped tiny CAV-MAE, pretrained on the default synthetic data, in eval mode (see the module doc)."""
-    return pretrained_tiny_info(device, directory)[0]
+def pretrained_tiny(device: str | torch.device = "cpu", directory: str | Path | None = None,
+                    mask_ratio: float | None = None) -> CAVMAE:
+    """A shipped tiny CAV-MAE, pretrained on the default synthetic data, in eval mode (see the module doc).
+
+    ``pretrained_tiny()``: the retrieval model; ``pretrained_tiny(mask_ratio=0.75)``: the model trained at the
+    paper's 75 % masking, for reconstructions."""
+    return pretrained_tiny_info(device, directory, mask_ratio)[0]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -137,9 +187,9 @@ def evaluate_model(model: CAVMAE, data_dir: str | Path, split: str = "test") -> 
 
 def build(out_dir: str | Path | None = None, data_dir: str | Path | None = None, device: str = "auto",
           threads: int = 0, max_steps: int | None = None, run_dir: str | Path | None = None,
-          progress: bool = True) -> dict[str, Any]:
-    """Train the tutorial model with :func:`recipe`, evaluate it, write ``tiny.safetensors`` (fp16) and ``tiny.json``
-    (each atomically).
+          progress: bool = True, name: str = NAME) -> dict[str, Any]:
+    """Train the tutorial model ``name`` with :func:`recipe`, evaluate it, write ``<name>.safetensors`` (fp16) and
+    ``<name>.json`` (each atomically).
 
     max_steps: override the recipe's budget (the card then no longer matches it; for trials and tests).
     run_dir: keep the full-precision training checkpoint there (resumable with the same call). Returns the card.
@@ -148,10 +198,10 @@ def build(out_dir: str | Path | None = None, data_dir: str | Path | None = None,
     from .train import pretrain
 
     t0 = time.time()
-    r = recipe()
+    r = recipe(name)
     data_dir = ensure_default_dataset(data_dir)
     config = CAVMAEConfig.from_dict(r["model"])
-    extra = {"threads": threads, "device": device, "log_every": BUILD_TRAIN["log_every"]}
+    extra = {"threads": threads, "device": device, "log_every": MODELS[name][0]["log_every"]}
     if max_steps is not None:
         extra["max_steps"] = max_steps
     tc = TrainConfig.from_dict(r["train"], **extra)
@@ -159,27 +209,28 @@ def build(out_dir: str | Path | None = None, data_dir: str | Path | None = None,
     result = pretrain(config, tc, train, out_dir=run_dir, resume=run_dir is not None, progress=progress)
     device_used = next(result.model.parameters()).device  # before .cpu(), which moves the module in place
     model = result.model.float().cpu().eval()
-    card = {"name": NAME, "recipe_key": recipe_key(r) if max_steps is None else None, "recipe": r,
+    card = {"name": name, "recipe_key": recipe_key(r) if max_steps is None else None, "recipe": r,
             "steps": result.step, "amp": result.amp, "wall_minutes": round((time.time() - t0) / 60, 2),
             "torch": torch.__version__, "machine": _machine(device_used),
             "built": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
             "metrics": evaluate_model(model, data_dir),
             "history": [{k: (round(v, 5) if isinstance(v, float) else v) for k, v in h.items()}
                         for h in result.history]}
-    write_weights(model, card["recipe_key"], out_dir)
+    write_weights(model, card["recipe_key"], out_dir, name)
     text = (json.dumps(card, indent=1) + "\n").encode()
-    atomic_write(card_path(out_dir), lambda f: f.write(text))
+    atomic_write(card_path(out_dir, name), lambda f: f.write(text))
     return card
 
 
-def write_weights(model: CAVMAE, key: str | None, directory: str | Path | None = None) -> Path:
-    """The shipped form of ``model``: fp16 tensors in ``tiny.safetensors``, its config and recipe key as metadata."""
+def write_weights(model: CAVMAE, key: str | None, directory: str | Path | None = None, name: str = NAME) -> Path:
+    """The shipped form of ``model``: fp16 tensors in ``<name>.safetensors``, its config and recipe key as
+    metadata."""
     half = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
     meta = {"format": "pt", "model_config": json.dumps(model.config.to_dict(), sort_keys=True)}
     if key:
         meta["recipe_key"] = key
-    return save_safetensors(half, weights_path(directory), metadata=meta)
+    return save_safetensors(half, weights_path(directory, name), metadata=meta)
 
 
-__all__ = ["BUILD_TRAIN", "build", "card_is_current", "card_path", "evaluate_model", "pretrained_tiny",
+__all__ = ["BUILD_TRAIN", "BUILD_TRAIN_MASK75", "MASK75", "MODELS", "MODEL_MASK75", "NAME", "build", "card_is_current", "card_path", "evaluate_model", "name_for", "pretrained_tiny",
            "pretrained_tiny_info", "read_card", "recipe", "recipe_key", "weights_path", "write_weights"]

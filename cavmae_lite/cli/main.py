@@ -29,7 +29,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "ablation": ("cavmae_lite.cli.evaluate", "ablation", "CAV vs AV-MAE vs CAV-MAE at toy scale, one table"),
     "convert": ("cavmae_lite.cli.convert", "convert", "an official CAV-MAE checkpoint -> a save_pretrained folder "
                 "(config.json + model.safetensors)"),
-    "zoo": ("cavmae_lite.cli.zoo", "zoo", "the shipped tutorial model: build (train + card) or info"),
+    "zoo": ("cavmae_lite.cli.zoo", "zoo", "the shipped tutorial models: build (train + card) or info"),
 }
 
 

@@ -1,6 +1,7 @@
 """`cavmae-lite reconstruct`: the MAE four-panel figure of one clip, from the command line.
 
-Sits above :mod:`cavmae_lite.viz` and :mod:`cavmae_lite.zoo` (the default model is the shipped tutorial model).
+Sits above :mod:`cavmae_lite.viz` and :mod:`cavmae_lite.zoo` (the default model is the shipped
+reconstruction model, trained at 75 % masking).
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from ..viz import STATS, plot_reconstruction, reconstruct
 def add_reconstruct_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("clip", help="a video file (audio + frames), or DATA_DIR:INDEX for an item of a prepared dataset")
     p.add_argument("--checkpoint", help="a cavmae-lite run directory, checkpoint or save_pretrained folder, or an "
-                   "official CAV-MAE .pth; default: the shipped tutorial model (cavmae_lite/weights/tiny.safetensors), "
-                   "pretrained on the default data")
+                   "official CAV-MAE .pth; default: the shipped reconstruction model, trained at 75 %% masking on the "
+                   "default data (cavmae_lite/weights/tiny-mask75.safetensors)")
     p.add_argument("--out", default="reconstruction.png", help="output image (png, pdf, svg)")
     p.add_argument("--mask-ratio", type=float, default=0.75, help="mask ratio for both modalities (default 0.75)")
     p.add_argument("--mask-ratio-a", type=float, help="audio mask ratio (overrides --mask-ratio)")
@@ -37,7 +38,8 @@ def add_reconstruct_arguments(p: argparse.ArgumentParser) -> None:
 
 def load_model_for_viz(checkpoint: str | Path | None, device: str = "cpu", norm_pix_loss: bool | None = None):
     """A pretraining CAVMAE from any checkpoint :func:`~cavmae_lite.checkpoints.load_pretrained` reads (a run
-    directory, our .pt / .safetensors, a save_pretrained folder, an official .pth), or the zoo's when None.
+    directory, our .pt / .safetensors, a save_pretrained folder, an official .pth), or, when None, the zoo's
+    reconstruction model (``zoo.pretrained_tiny(mask_ratio=0.75)``, trained at the paper's 75 % masking).
 
     ``norm_pix_loss``: for an official file, whether it was pretrained with norm_pix_loss (None = True, the
     released default; a file named "*nonorm*" then warns). Our checkpoints record it: a value that contradicts
@@ -48,14 +50,14 @@ def load_model_for_viz(checkpoint: str | Path | None, device: str = "cpu", norm_
     if checkpoint is None:
         from ..zoo import pretrained_tiny
 
-        model = pretrained_tiny(device=device)
+        model = pretrained_tiny(device=device, mask_ratio=0.75)
     else:
         read = read_state_dict(checkpoint)  # read once: the layout decides what norm_pix_loss means
         if norm_pix_loss is not None and detect_layout(read.tensors) == "official":
             return load_pretrained(read, norm_pix_loss=norm_pix_loss).to(device)
         model = load_pretrained(read).to(device)  # an official file named "*nonorm*" warns
     if norm_pix_loss is not None and norm_pix_loss != model.config.norm_pix_loss:
-        raise ValueError(f"{checkpoint or 'the shipped tutorial model'} records norm_pix_loss="
+        raise ValueError(f"{checkpoint or 'the shipped reconstruction model'} records norm_pix_loss="
                          f"{model.config.norm_pix_loss} in its config; --no-norm-pix-loss is for official checkpoints, "
                          "whose weights cannot tell")
     return model.eval()

@@ -27,7 +27,7 @@ from __future__ import annotations
 from ..evaluate import STATS, unnormalize_patches  # the math lives there; re-exported for figures
 from .attention import attention_weights, capture_attention, plot_frame_map
 from .audio import fbank_to_waveform, plot_fbank, plot_waveform
-from .curves import plot_loss_curves
+from .curves import plot_loss_curves, plot_masking_tradeoff
 from .embeddings import pca_2d, plot_embedding_map
 from .grids import (
     FBANK_MEAN,
@@ -56,6 +56,7 @@ from .masks import (
 from .similarity import plot_similarity, plot_temperature, similarity_matrix, softmax_with_temperature
 
 __all__ = [
+    "plot_masking_tradeoff",
     "FBANK_MEAN",
     "FBANK_STD",
     "HOP_S",

@@ -53,3 +53,43 @@ def plot_loss_curves(history: Iterable[dict] | dict[str, Sequence[float]], axes=
     if accs or chance is not None:
         ax_r.legend(fontsize=8)
     return ax_l.figure
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the masking trade-off (benchmarks/bench_masking.py)
+# ---------------------------------------------------------------------------------------------------------
+
+
+def plot_masking_tradeoff(rows: Sequence[dict], pool: int = 600, path: str | None = None):
+    """Training mask ratio against retrieval R@1 (left) and the 75 % reconstruction error over its baseline (right).
+
+    rows: ``bench_masking.py`` rows (mask_ratio, model, steps, minutes, a2v_r1, v2a_r1, mse_ratio_a, mse_ratio_v);
+    the tiny preset's (``model == "preset"``) are joined by lines, other models are stars named in the legend."""
+    if not rows:
+        raise ValueError("no trade-off rows to plot: run benchmarks/bench_masking.py first")
+    preset = sorted((r for r in rows if r["model"] == "preset"), key=lambda r: r["mask_ratio"])
+    others = [r for r in rows if r["model"] != "preset"]
+    x = [r["mask_ratio"] for r in preset]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained")
+    ax1.plot(x, [r["a2v_r1"] for r in preset], "o-", label="audio → video")
+    ax1.plot(x, [r["v2a_r1"] for r in preset], "s-", label="video → audio")
+    ax2.plot(x, [r["mse_ratio_a"] for r in preset], "o-", label="audio")
+    ax2.plot(x, [r["mse_ratio_v"] for r in preset], "s-", label="video")
+    for r in others:
+        ax1.plot([r["mask_ratio"]] * 2, [r["a2v_r1"], r["v2a_r1"]], "k*", ms=9, label=f"{r['model']} (both ways)")
+        ax2.plot([r["mask_ratio"]], [r["mse_ratio_a"]], "C0*", ms=11, label=f"audio, {r['model']}")
+        ax2.plot([r["mask_ratio"]], [r["mse_ratio_v"]], "C1*", ms=11, label=f"video, {r['model']}")
+    ax1.axhline(1 / pool, color="grey", ls=":", label=f"chance (1/{pool})")
+    ax1.set(xlabel="training mask ratio (both modalities)", ylabel=f"R@1 on {pool} test pairs",
+            title="retrieval after equal CPU minutes", ylim=(0, None))
+    ax2.axhline(1.0, color="grey", ls=":", label="mean visible patch (1.0)")
+    ax2.set(xlabel="training mask ratio (both modalities)", ylabel="masked-patch MSE / baseline (input units)",
+            title="reconstruction at 75 % masking (lower is better)", ylim=(0, 1.1))
+    ax1.legend(fontsize=8)
+    ax2.legend(fontsize=8)
+    minutes = sorted({round(r["minutes"]) for r in rows})
+    fig.suptitle(f"tiny preset (lines) and variants (stars), {', '.join(map(str, minutes))} CPU minutes per run "
+                 f"(steps: {', '.join(str(r['steps']) for r in preset + others)})", fontsize=10)
+    if path:
+        fig.savefig(path, dpi=110)
+    return fig
