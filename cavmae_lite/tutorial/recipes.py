@@ -83,8 +83,8 @@ def _why(tradeoff: list[dict[str, Any]]) -> dict[str, str]:
         norm += (f" (10 min at 0.75: MSE / baseline {hi['mse_ratio_a']:.2f} / {hi['mse_ratio_v']:.2f} with it, "
                  f"{nonorm['mse_ratio_a']:.2f} / {nonorm['mse_ratio_v']:.2f} without)")
     return {"mask": mask, "patch": "at 75 % a 6 × 6 frame grid keeps 9 patches, often none of an object; 12 × 12 "
-            "keeps 36", "norm_pix": norm, "decoder": "MAE's decoder is light on purpose; over 400 tokens of 8-px "
-            "patches a second layer doubles the step", "contrast": "a short run needs a louder contrastive term: "
+            "keeps 36", "norm_pix": norm, "decoder": "MAE's decoder is light on purpose; one layer keeps a step over "
+            "400 tokens of 8-px patches affordable", "contrast": "a short run needs a louder contrastive term: "
             "one-way at weight 0.1 left R@1 at 0.000 / 0.008 (docs/training.md)", "budget": "the paper ran on 4 GPUs; these on 2 CPU cores",
             "r1": "chance is 1 / 600 = 0.002", "mse": "1.0 = no better than copying the clip's mean visible patch"}
 
