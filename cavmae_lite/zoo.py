@@ -92,7 +92,8 @@ def recipe(name: str = NAME) -> dict[str, Any]:
 
 def recipe_key(r: dict[str, Any] | str | None = None) -> str:
     """12 hex digits hashing a recipe (a dict, or a model name; default: the retrieval model's)."""
-    r = recipe(r or NAME) if r is None or isinstance(r, str) else r
+    if not isinstance(r, dict):
+        r = recipe(r or NAME)
     return hashlib.sha1(json.dumps(r, sort_keys=True).encode()).hexdigest()[:12]
 
 

@@ -10,7 +10,7 @@ Contents
   reconstruction unnormalize_patches, reconstruct -> Reconstruction, plot_reconstruction
   contrastive    similarity_matrix, plot_similarity, softmax_with_temperature, plot_temperature,
                  pca_2d, plot_embedding_map
-  training       plot_loss_curves
+  training       plot_loss_curves, plot_masking_tradeoff
   attention      attention_weights, capture_attention (hook on one block), plot_frame_map (per-patch values)
   listening      fbank_to_waveform (approximate inversion: inverse mel + Griffin-Lim)
   helpers        to_numpy (tensor -> float32 array), figure_and_axes (the given ax or a new figure),
@@ -56,7 +56,6 @@ from .masks import (
 from .similarity import plot_similarity, plot_temperature, similarity_matrix, softmax_with_temperature
 
 __all__ = [
-    "plot_masking_tradeoff",
     "FBANK_MEAN",
     "FBANK_STD",
     "HOP_S",
@@ -81,6 +80,7 @@ __all__ = [
     "plot_frame_map",
     "plot_frames",
     "plot_loss_curves",
+    "plot_masking_tradeoff",
     "plot_mask",
     "plot_masking",
     "plot_reconstruction",
