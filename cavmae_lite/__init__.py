@@ -5,10 +5,11 @@ import their heavier dependencies (PyAV, matplotlib, ipywidgets) when used.
 """
 
 from .checkpoints import convert_official_state_dict, load_checkpoint, save_checkpoint, to_official_state_dict
-from .config import CAVMAEConfig
+from .config import CAVMAEConfig, CAVMAESyncConfig
 from .losses import info_nce, reconstruction_loss
 from .masking import random_masking
 from .model import CAVMAE, CAVMAEClassifier, CAVMAEOutput
+from .sync import CAVMAESync, CAVMAESyncOutput
 
 
 def _version() -> str:
@@ -37,6 +38,9 @@ __all__ = [
     "CAVMAEClassifier",
     "CAVMAEConfig",
     "CAVMAEOutput",
+    "CAVMAESync",
+    "CAVMAESyncConfig",
+    "CAVMAESyncOutput",
     "convert_official_state_dict",
     "info_nce",
     "load_checkpoint",

@@ -184,7 +184,42 @@ class CAVMAEConfig:
         return dataclasses.replace(self, **changes)
 
 
-__all__ = ["MASK_MODES", "CAVMAEConfig"]
+@dataclass
+class CAVMAESyncConfig(CAVMAEConfig):
+    """CAV-MAE Sync (Araujo et al., CVPR 2025): CAV-MAE's sizes plus the fields of its fine-grained pairing.
+
+    ``audio_length`` is the segment length L (fbank frames) one video frame is paired with, cut from a clip of
+    ``clip_length`` S frames around the frame's moment; ``num_frames`` T (frame, segment) pairs per clip. The
+    defaults are the released model: L 416 of S 1024, T 16, a global token per modality, 8 register tokens per
+    modality dropped after the modality-specific blocks, no contrastive heads, norm_pix_loss.
+    """
+
+    audio_length: int = 416
+    clip_length: int = 1024
+    num_frames: int = 16
+    global_tokens: bool = True
+    num_register_tokens: int = 8
+    keep_register_tokens: bool = False
+    contrastive_heads: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0 < self.audio_length <= self.clip_length:
+            raise ValueError(f"CAVMAESyncConfig: the segment length audio_length={self.audio_length} must be in "
+                             f"(0, clip_length={self.clip_length}]")
+        if self.num_frames < 1 or self.num_register_tokens < 0:
+            raise ValueError(f"CAVMAESyncConfig: need num_frames >= 1 and num_register_tokens >= 0, got "
+                             f"{self.num_frames} and {self.num_register_tokens}")
+
+    @classmethod
+    def tiny(cls, **overrides: Any) -> CAVMAESyncConfig:
+        """CAVMAEConfig.tiny()'s sizes with 64-frame (0.64 s) segments of the 256-frame clip, 16 pairs per clip,
+        global tokens and 2 register tokens per modality."""
+        sizes = dict(audio_length=64, clip_length=256, num_frames=16, num_register_tokens=2)
+        return super().tiny(**{**sizes, **overrides})
+
+
+__all__ = ["MASK_MODES", "CAVMAEConfig", "CAVMAESyncConfig"]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -294,28 +329,12 @@ class TrainConfig:
     def preset(cls, name: str, **overrides: Any) -> TrainConfig:
         """Training defaults that go with a model preset.
 
-        ``tiny`` (the ten-minute CPU recipe; measured with ``benchmarks/bench_learning.py``, see docs/training.md):
-        departs from the paper's recipe where a few thousand steps on a CPU need it —
-
-        * contrast weight 1.0 instead of 0.01: a short run needs the contrastive term to speak louder;
-        * the bidirectional InfoNCE: the official single-direction loss trains video->audio only, and audio->video
-          retrieval then lags far behind;
-        * mask ratio 0.15 for both modalities instead of 0.75: the contrastive streams see 85 % of the tokens
-          instead of 25 % (on the default data a 75 %-masked frame often hides the object altogether); after
-          3 CPU-minutes R@1 is 0.09 at 0.3, 0.075 at 0.5 and 0.055 at 0.75, although a step costs more, and after
-          400 steps 0.15 beats 0.3 again (R@1 0.155 / 0.133 against 0.120 / 0.123) for 12 % more time a step;
-        * InfoNCE temperature 0.1 instead of 0.05 (``contrast_temperature``; the model config keeps the paper's
-          0.05): early in training a softer softmax spreads the gradient over more negatives; 400 steps give
-          R@1 0.142 / 0.140 at 0.1, 0.130 / 0.143 at 0.2 and 0.120 / 0.123 at 0.05, and with mask 0.15
-          0.153 / 0.158;
-        * batch 128 instead of 64 (the paper: 48 per 4 GPUs, 12 per InfoNCE): 600-way retrieval needs
-          discrimination within a shape-and-count class, and a batch of 128 holds about 8 such hard negatives
-          per clip instead of 4. Ten CPU-minutes: R@1 0.15 (batch 64, mask 0.5) -> 0.19-0.20 (batch 128, 0.3)
-          -> 0.205-0.243 (batch 128, mask 0.15, temperature 0.1);
-        * ``amp="auto"``: bf16 autocast on a CPU with native bf16 (and on CUDA), 1.7x the steps per minute here.
-
-        The shipped tutorial model (:mod:`cavmae_lite.zoo`) was trained before the last two changes and keeps mask
-        ratio 0.3 and temperature 0.05 (``zoo.BUILD_TRAIN``).
+        ``tiny`` (the ten-minute CPU recipe, measured with ``benchmarks/bench_learning.py``; docs/training.md has
+        the numbers behind each choice): contrast weight 1.0 (paper 0.01: a short run needs a louder contrastive
+        term), the two-way InfoNCE (trains both retrieval directions), mask ratio 0.15 (paper 0.75: at
+        this scale retrieval learns faster with more tokens visible, notebook 06), temperature 0.1 (paper 0.05), batch
+        128 (more hard negatives), ``amp="auto"`` (bf16 where the CPU has it). The shipped models of
+        :mod:`cavmae_lite.zoo` pin their own settings (``zoo.MODELS``).
 
         ``base``: the released CAV-MAE Base recipe (Adam, lr 5e-5, official schedule, 25 epochs, 75 % masking)
         with the released runs' contrastive batch: 48 clips in ``contrast_groups=4`` InfoNCE groups of 12 with

@@ -35,7 +35,7 @@ PACKAGE = "cavmae_lite"
 FLOORS = {
     "config": 0, "runtime": 0,
     "tokenizers": 1, "layers": 1, "masking": 1, "losses": 1,
-    "model": 2,
+    "model": 2, "sync": 2,
     "checkpoints": 3, "data": 3, "__init__": 3,
     "evaluate": 4,
     "train": 5,

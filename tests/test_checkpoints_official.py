@@ -135,7 +135,10 @@ def test_convert_strips_module_prefix_and_rejects_foreign_keys():
     sd = {"module.norm.weight": torch.ones(3), "module.blocks_u.0.attn.proj.bias": torch.zeros(3)}
     assert set(convert_official_state_dict(sd)) == {"encoder.norm_joint.weight", "encoder.joint_blocks.0.attn.proj.bias"}
     with pytest.raises(CheckpointError, match="cls_token"):
-        convert_official_state_dict({"cls_token_a": torch.zeros(1)})
+        convert_official_state_dict({"cls_token": torch.zeros(1)})  # a ViT's class token: no CAV-MAE weight
+    # CAV-MAE Sync's global and register tokens have names of ours
+    assert convert_official_state_dict({"cls_token_a": torch.zeros(1), "register_tokens": torch.zeros(1)}) == {
+        "encoder.audio_global": torch.zeros(1), "encoder.registers": torch.zeros(1)}
 
 
 # ----------------------------------------------------------------------------------------------------

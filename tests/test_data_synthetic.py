@@ -128,12 +128,21 @@ def test_a_smaller_set_is_the_full_set_split_by_split(tmp_path, monkeypatch):
     """The fast set's test clips are the full set's first test clips (never clips the shipped model trained on)."""
     monkeypatch.setattr(S, "FULL_SIZES", (6, 2, 4))
     assert S.first_indices(3, 1) == S.first_indices(6, 2) == {"train": 0, "val": 6, "test": 8}
-    assert S.first_indices(10, 1) == {"train": 0, "val": 10, "test": 12}  # a larger train split pushes the rest on
+    assert S.first_indices(10, 1) == {"train": 0, "val": 6, "test": 8}  # a larger train split moves nothing
+    # ... its extra clips continue after the full test block: no extra train clip is a val or test clip
+    assert [S.train_index(k, 1, 2) for k in (0, 5, 6, 9)] == [0, 5, 12, 15]
+    items, _ = S.plan_clips(10, 2, 4)
+    assert len({index for index, _, _ in items}) == len(items) == 16
     small = make_synthetic(tmp_path / "small", seed=0, num_train=3, num_val=1, num_test=2, mp4=0, workers=1,
                            progress=False)
     full_test = make_synthetic(tmp_path / "full", seed=0, num_train=6, num_val=2, num_test=4, mp4=0, workers=1,
                                progress=False, only="test")
-    hs, hf = _hashes(small), _hashes(full_test)
+    large = make_synthetic(tmp_path / "large", seed=0, num_train=8, num_val=2, num_test=4, mp4=0, workers=1,
+                           progress=False)
+    hs, hf, hl = _hashes(small), _hashes(full_test), _hashes(large)
+    assert all(hl[name] == h for name, h in hf.items() if name.endswith((".wav", ".jpg")))
+    assert hl["audio/train00002.wav"] == hs["audio/train00002.wav"]
+    assert hl["audio/train00007.wav"] not in {h for n, h in hl.items() if "test" in n or "val" in n}
     for name in ("audio/test00000.wav", "audio/test00001.wav", "frame_2/test00001.jpg"):
         assert hs[name] == hf[name]
     assert hs["audio/train00000.wav"] != hs["audio/test00000.wav"]

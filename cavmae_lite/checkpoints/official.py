@@ -14,7 +14,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from ..config import CAVMAEConfig
+from ..config import CAVMAEConfig, CAVMAESyncConfig
 from ..model import CAVMAEClassifier
 from ..tokenizers import resize_audio_pos
 from .io import CheckpointError, StateDict, load_strict, read_state_dict, strip_module_prefix
@@ -45,7 +45,15 @@ _PREFIXES = [
     ("decoder_pred_v.", "decoder.head_video."),
     ("mlp_head.0.", "head.norm."),
     ("mlp_head.1.", "head.fc."),
+    # CAV-MAE Sync (cav_mae_sync.py): global tokens, register tokens, contrastive heads (sic: "constrative")
+    ("cls_token_a", "encoder.audio_global"),
+    ("cls_token_v", "encoder.video_global"),
+    ("register_tokens", "encoder.registers"),
+    ("constrative_head_audio.", "encoder.audio_head."),
+    ("constrative_head_visual.", "encoder.video_head."),
 ]
+SYNC_FIELDS = ("clip_length", "num_frames", "global_tokens", "num_register_tokens", "keep_register_tokens",
+               "contrastive_heads")
 _NORM_TAG = {"": "joint", "_a": "audio", "_v": "video"}
 _TAG_NORM = {v: k for k, v in _NORM_TAG.items()}
 
@@ -152,6 +160,28 @@ def infer_config(official: dict[str, Tensor], **overrides: Any) -> tuple[CAVMAEC
         raise CheckpointError(f"the checkpoint's sizes give no valid config: {e}.{hint}") from e
 
 
+def infer_sync_config(official: dict[str, Tensor], **overrides: Any) -> CAVMAESyncConfig:
+    """A CAV-MAE Sync state dict's config: CAV-MAE's sizes (the segment length L from ``pos_embed_a``), global
+    tokens from ``cls_token_a``, R from ``register_tokens`` (2R rows), contrastive heads from their keys; the clip
+    length S and frames per clip T, which the weights cannot tell, default to the released 1024 and 16."""
+    sync = {k: overrides.pop(k) for k in SYNC_FIELDS if k in overrides}
+    config, num_classes = infer_config(official, **overrides)
+    if num_classes is not None:
+        raise CheckpointError("a fine-tuned (classifier) checkpoint is not a CAV-MAE Sync pretraining model")
+    regs = official.get("register_tokens")
+    inferred = {"global_tokens": "cls_token_a" in official, "num_register_tokens": 0 if regs is None else regs.shape[0] // 2,
+                "contrastive_heads": any(k.startswith("constrative_head_audio.") for k in official)}
+    for k, v in sync.items():
+        if k in inferred and inferred[k] != v:
+            raise CheckpointError(f"override {k}={v!r} contradicts the checkpoint, whose weights give {k}={inferred[k]!r}")
+    fields = {**config.to_dict(), **inferred, **sync}
+    fields.setdefault("clip_length", max(CAVMAESyncConfig.clip_length, fields["audio_length"]))
+    try:
+        return CAVMAESyncConfig(**fields)
+    except ValueError as e:
+        raise CheckpointError(f"the checkpoint's sizes give no valid CAV-MAE Sync config: {e}") from e
+
+
 def _resize_audio_tables(sd: dict[str, Tensor], config: CAVMAEConfig, mode: str) -> dict[str, Tensor]:
     rows, cols = config.audio_grid
     for key in ("encoder.audio_pos", "decoder.audio_pos"):
@@ -208,6 +238,13 @@ def load_official(cls: type, path_or_state_dict: str | Path | dict | StateDict, 
     if hint and "norm_pix_loss" not in overrides:
         warnings.warn(hint, stacklevel=3)
     is_classifier = issubclass(cls, CAVMAEClassifier)
+    if getattr(cls, "config_class", None) is CAVMAESyncConfig:  # CAVMAESync: no classifier, no table resizing
+        model = cls(infer_sync_config(official, **overrides))
+        load_strict(model, convert_official_state_dict(official), source)
+        return model
+    if any(k in official for k in ("cls_token_a", "register_tokens")):
+        raise CheckpointError(f"{source} is a CAV-MAE Sync checkpoint (global / register tokens): load it with "
+                              "CAVMAESync.from_official")
     # a classifier has no decoder: its sizes must not constrain (or fail) the config
     sized = {k: v for k, v in official.items() if not (is_classifier and k.startswith(("decoder_", "mask_token")))}
     config, num_classes = infer_config(sized, **overrides)

@@ -27,6 +27,8 @@ def add_make_data_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     p.add_argument("--cache", action="store_true", help="also build the tiny-config cache")
     p.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    p.add_argument("--events", action="store_true",
+                   help="the events variant for CAV-MAE Sync: object b lights up while beep b sounds (use --frames 16)")
 
 
 def run_make_data(args: argparse.Namespace) -> int:
@@ -36,7 +38,7 @@ def run_make_data(args: argparse.Namespace) -> int:
 
     t0 = time.time()
     out = make_synthetic(args.out, args.seed, args.num_train, args.num_val, args.num_test, args.frames,
-                         args.mp4, args.workers, force=args.force)
+                         args.mp4, args.workers, force=args.force, events=args.events)
     n = args.num_train + args.num_val + args.num_test
     print(f"wrote {n} clips to {out} in {time.time() - t0:.1f} s")
     if args.cache:

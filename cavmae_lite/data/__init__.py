@@ -25,7 +25,9 @@ from .audio import (
 from .cache import build_cache, open_cache
 from .datasets import AVDataset, fbank_stats, load_dataset, resolve_split
 from .manifest import Manifest, read_labels, read_manifest, write_labels, write_manifest
+from .pairs import PairDataset, load_pair_dataset
 from .prepare import prepare
+from .segments import cut_segments, frame_indices, segment_window, segment_windows
 from .synthetic import default_data_dir, ensure_default_dataset, make_synthetic
 from .video import (
     IMAGENET_MEAN,
@@ -47,17 +49,23 @@ __all__ = [
     "SAMPLE_RATE",
     "AVDataset",
     "Manifest",
+    "PairDataset",
     "MediaError",
     "add_noise_and_roll",
     "audio_to_input",
     "build_cache",
     "clip_to_inputs",
+    "cut_segments",
+    "frame_indices",
+    "segment_window",
+    "segment_windows",
     "default_data_dir",
     "denormalize_fbank",
     "denormalize_frame",
     "ensure_default_dataset",
     "fbank_stats",
     "load_audio",
+    "load_pair_dataset",
     "load_dataset",
     "resolve_split",
     "load_fbank",

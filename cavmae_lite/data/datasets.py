@@ -106,6 +106,18 @@ class AVDataset(Dataset):
             raise FileNotFoundError(f"{self.manifest.frame_path(entry, i)}: frame image missing")
         return resize_center_crop(load_image(self.manifest.frame_path(entry, j)), self.config.img_size)
 
+    def clip_fbank(self, index: int) -> torch.Tensor:
+        """(T, F) normalised fbank of clip ``index`` (T = ``config.audio_length``), without augmentation."""
+        return self._audio(self.rows[index])
+
+    def frame_uint8(self, index: int, i: int) -> np.ndarray:
+        """(S, S, 3) uint8 stored frame ``i`` of clip ``index``, resized and centre-cropped."""
+        return self._frame_uint8(self.rows[index], i)
+
+    def item_generator(self) -> torch.Generator:
+        """A generator for one item's random choices (seeded from torch's global RNG and ``seed``)."""
+        return self._generator()
+
     def __getitem__(self, index: int) -> dict:
         if not -len(self) <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} clips")

@@ -60,14 +60,14 @@ CLIPS_PER_JOB = 50
 
 
 def _write_clips(job) -> list[dict]:
-    out, seed, num_frames, items, mp4_ids = job
+    out, seed, num_frames, items, mp4_ids, events = job
     from PIL import Image
 
     from .audio import write_wav
 
     rows = []
     for index, vid, split in items:
-        clip = make_clip(seed, index, num_frames)
+        clip = make_clip(seed, index, num_frames, events)
         write_wav(out / "audio" / f"{vid}.wav", clip["wave"])
         for i, f in enumerate(clip["frames"]):
             Image.fromarray(f).save(out / f"frame_{i}" / f"{vid}.jpg", quality=90)
@@ -91,10 +91,18 @@ def class_mids() -> tuple[list[str], list[str]]:
 
 def first_indices(num_train: int, num_val: int) -> dict[str, int]:
     """Generator index of each split's first clip: train from 0, val after the full train split, test after the full
-    val split (or after larger ones). A smaller set (the fast one) is so a subset of the full set split by split:
-    its test clips are full-set test clips, never clips the shipped model was trained on."""
-    val = max(num_train, FULL_SIZES[0])
+    val split (or after a larger val split). A smaller set (the fast one) is so a subset of the full set split by split:
+    its test clips are full-set test clips, never clips the shipped model was trained on. A train split larger than
+    the full one continues after the test block (:func:`train_index`), so val and test stay the same clips."""
+    val = FULL_SIZES[0]
     return {"train": 0, "val": val, "test": val + max(num_val, FULL_SIZES[1])}
+
+
+def train_index(k: int, num_val: int, num_test: int) -> int:
+    """Generator index of train clip ``k``: ``k`` within the full train split; beyond it, after the test block."""
+    if k < FULL_SIZES[0]:
+        return k
+    return first_indices(k, num_val)["test"] + max(num_test, FULL_SIZES[2]) + k - FULL_SIZES[0]
 
 
 def plan_clips(num_train: int, num_val: int, num_test: int, only: str | None = None,
@@ -102,8 +110,8 @@ def plan_clips(num_train: int, num_val: int, num_test: int, only: str | None = N
     """The clips of a build, ``[(generator index, video_id, split)]``, and the ids also written as mp4 (the
     first ``mp4`` test clips)."""
     first = first_indices(num_train, num_val)
-    items = []
-    for split, n in zip(SPLIT_NAMES, (num_train, num_val, num_test)):
+    items = [(train_index(k, num_val, num_test), f"train{k:05d}", "train") for k in range(num_train)]
+    for split, n in (("val", num_val), ("test", num_test)):
         items += [(first[split] + k, f"{split}{k:05d}", split) for k in range(n)]
     if only is not None:
         items = [it for it in items if it[2] == only]
@@ -174,23 +182,27 @@ def make_synthetic(
     progress: bool = True,
     force: bool = False,
     only: str | None = None,
+    events: bool = False,
 ) -> Path:
     """Generate the dataset into ``out`` (built in a temporary sibling folder, then renamed). Returns ``out``.
 
     only: write just that split ("train", "val" or "test") of the full-size set, clip for clip the same as in a
     complete build (clip content depends on the seed and the clip's generator index, :func:`first_indices`).
+    events: the events variant for CAV-MAE Sync (object b lights up while beep b sounds; use ``num_frames=16``):
+    the same clips otherwise, sound for sound.
     """
     out = Path(out)
     _check_arguments(num_train, num_val, num_test, num_frames, only)
     tmp = _fresh_build_dir(out, force, num_frames, bool(mp4))
     items, mp4_ids = plan_clips(num_train, num_val, num_test, only, mp4)
-    jobs = [(tmp, seed, num_frames, items[i : i + CLIPS_PER_JOB], mp4_ids)
+    jobs = [(tmp, seed, num_frames, items[i : i + CLIPS_PER_JOB], mp4_ids, events)
             for i in range(0, len(items), CLIPS_PER_JOB)]
     chunks = run_parallel(_write_clips, jobs, resolve_workers(workers, len(jobs)), desc=f"make-data {out.name}",
                           unit="clip", progress=progress, sizes=[len(job[3]) for job in jobs])
     info = {"generator": GENERATOR, "seed": seed, "splits": {"train": num_train, "val": num_val, "test": num_test},
             "first_index": first_indices(num_train, num_val),
-            "only": only,
+            "train_beyond_full_from": train_index(FULL_SIZES[0], num_val, num_test),
+            "only": only, "events": events,
             "num_frames": num_frames, "eval_frame": num_frames // 2, "img_size": IMG, "sample_rate": SR,
             "duration_s": DURATION, "label": "shape x count", "mp4": sorted(mp4_ids)}
     _write_index(tmp, [row for chunk in chunks for row in chunk], info)
@@ -258,4 +270,4 @@ def ensure_default_dataset(path: str | Path | None = None, cache: bool = True, q
 
 __all__ = ["FAST_SIZES", "FULL_SIZES", "GENERATOR", "MAX_COUNT", "NUM_FRAMES", "SHAPES", "TIMBRES", "class_mids",
            "default_data_dir", "draw_attributes", "ensure_default_dataset", "fast_mode", "first_indices", "make_clip",
-           "make_synthetic", "plan_clips"]
+           "make_synthetic", "plan_clips", "train_index"]

@@ -45,7 +45,8 @@ def draw_attributes(rng: np.random.Generator) -> dict:
 # ----- audio -------------------------------------------------------------------------------------------------
 
 
-def render_audio(attr: dict, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
+def render_audio(attr: dict, rng: np.random.Generator) -> tuple[np.ndarray, dict, list[tuple[float, float]]]:
+    """The waveform (NUM_SAMPLES,) float32, its info and each beep's (start, duration) in seconds."""
     timbre = TIMBRES[attr["shape"]]
     f0 = 200.0 * 2.0 ** (3.0 * attr["hue"] / 0.8 + rng.normal(0, 0.02))
     gain_db = -24.0 + 18.0 * attr["size"] + rng.normal(0, 1.0)
@@ -54,12 +55,14 @@ def render_audio(attr: dict, rng: np.random.Generator) -> tuple[np.ndarray, dict
     norm = 1.0 / np.sqrt(sum(w * w for _, w in partials) / 2) / 2.5
     wave = np.zeros(NUM_SAMPLES, np.float32)
     onset = rng.uniform(0.05, 0.5)
+    beeps = []
     ratios = np.array([r for r, _ in partials], np.float32)[:, None]
     weights = np.array([w for _, w in partials], np.float32) * np.float32(norm)
     for b in range(attr["count"]):
         dur = rng.uniform(0.18, 0.28)
         start = int((onset + b * rng.uniform(0.45, 0.55)) * SR)
         n = min(int(dur * SR), NUM_SAMPLES - start)
+        beeps.append((start / SR, n / SR))
         t = np.arange(n) / SR
         freq = f0 * 2.0 ** (glide * (t / dur - 0.5))
         phase = (2 * np.pi * np.cumsum(freq) / SR + rng.uniform(0, 2 * np.pi)).astype(np.float32)
@@ -79,7 +82,7 @@ def render_audio(attr: dict, rng: np.random.Generator) -> tuple[np.ndarray, dict
         wave += np.float32(10 ** (rng.uniform(-42, -32) / 20)) * (np.sin(ph) + np.float32(0.5) * np.sin(2 * ph))
     info = {"timbre": timbre, "f0_hz": round(float(f0), 2), "gain_db": round(float(gain_db), 2),
             "glide_oct": round(float(glide), 3), "onset_s": round(float(onset), 3)}
-    return wave, info
+    return wave, info, beeps
 
 
 # ----- picture -----------------------------------------------------------------------------------------------
@@ -162,17 +165,29 @@ def scene_layout(attr: dict, rng: np.random.Generator) -> dict:
             "bg_seed": int(rng.integers(2**31)), "noise_seed": int(rng.integers(2**31))}
 
 
+def lit_object(beeps: list[tuple[float, float]], t: float) -> int | None:
+    """The object that lights up at time t: object b while beep b sounds (and 50 ms after), else None."""
+    for b, (start, dur) in enumerate(beeps):
+        if start <= t < start + dur + 0.05:
+            return b
+    return None
+
+
 def render_frame(attr: dict, layout: dict, t: float, bg: np.ndarray, rng: np.random.Generator,
-                 margin: int = 0) -> np.ndarray:
-    """uint8 (IMG, IMG + 2 margin, 3) picture of the scene at time t (s)."""
+                 margin: int = 0, lit: int | None = None) -> np.ndarray:
+    """uint8 (IMG, IMG + 2 margin, 3) picture of the scene at time t (s); object ``lit`` drawn lit up (brighter,
+    whiter and 25 % larger: the events variant's picture of its beep)."""
     img = bg.copy() * np.float32(rng.uniform(0.93, 1.07))
     shape = SHAPES[attr["shape"]]
     lo = np.array([layout["hw"], layout["hh"]])
-    for p, v in zip(layout["pos"], layout["vel"]):
+    for b, (p, v) in enumerate(zip(layout["pos"], layout["vel"])):
         q = p + v * t  # drift, reflected at the borders
         span = np.array([IMG, IMG]) - 2 * lo
         q = lo + np.abs(np.mod(q - lo + span, 2 * span) - span)
-        _draw(img, shape, q[0] + margin, q[1], layout["hw"], layout["hh"], layout["color"])
+        grow, color = 1.0, layout["color"]
+        if b == lit:
+            grow, color = 1.25, color + np.float32(0.6) * (1 - color)
+        _draw(img, shape, q[0] + margin, q[1], layout["hw"] * grow, layout["hh"] * grow, color)
     img += rng.standard_normal(img.shape, dtype=np.float32) * np.float32(0.015)
     return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
 
@@ -188,17 +203,22 @@ def frame_times(num_frames: int, duration: float = DURATION) -> list[float]:
 MP4_MARGIN = 16
 
 
-def make_clip(seed: int, index: int, num_frames: int = NUM_FRAMES) -> dict:
-    """Attributes, waveform (NUM_SAMPLES,) float32 and ``num_frames`` uint8 (IMG, IMG, 3) frames of clip ``index``."""
+def make_clip(seed: int, index: int, num_frames: int = NUM_FRAMES, events: bool = False) -> dict:
+    """Attributes, waveform (NUM_SAMPLES,) float32 and ``num_frames`` uint8 (IMG, IMG, 3) frames of clip ``index``.
+
+    events: the events variant (CAV-MAE Sync's data): object b lights up while beep b sounds, so which moment of the
+    sound goes with which frame is visible. Everything else, and every random draw, is the same clip's."""
     rng = np.random.default_rng([seed, index])
     attr = draw_attributes(rng)
-    wave, info = render_audio(attr, rng)
+    wave, info, beeps = render_audio(attr, rng)
     layout = scene_layout(attr, rng)
     bg = _background(np.random.default_rng(layout["bg_seed"]), IMG, IMG + 2 * MP4_MARGIN)
     frng = np.random.default_rng(layout["noise_seed"])
     inner = bg[:, MP4_MARGIN : MP4_MARGIN + IMG]
-    frames = [render_frame(attr, layout, t, inner, frng) for t in frame_times(num_frames)]
-    return {"attr": attr, "info": info, "wave": wave, "frames": frames, "layout": layout, "bg": bg}
+    lit = (lambda t: lit_object(beeps, t)) if events else (lambda t: None)
+    frames = [render_frame(attr, layout, t, inner, frng, lit=lit(t)) for t in frame_times(num_frames)]
+    return {"attr": attr, "info": info, "wave": wave, "frames": frames, "layout": layout, "bg": bg, "beeps": beeps,
+            "events": events}
 
 
 def write_mp4(path: str | Path, clip: dict) -> None:
@@ -212,7 +232,9 @@ def write_mp4(path: str | Path, clip: dict) -> None:
         vs.width, vs.height, vs.pix_fmt = IMG + 2 * MP4_MARGIN, IMG, "yuv420p"
         aus = c.add_stream("aac", rate=SR, layout="mono")
         for i in range(n):
-            img = render_frame(clip["attr"], clip["layout"], i / SCENE_FPS, clip["bg"], frng, margin=MP4_MARGIN)
+            t = i / SCENE_FPS
+            lit = lit_object(clip["beeps"], t) if clip.get("events") else None
+            img = render_frame(clip["attr"], clip["layout"], t, clip["bg"], frng, margin=MP4_MARGIN, lit=lit)
             for p in vs.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
                 c.mux(p)
         for p in vs.encode():
@@ -226,4 +248,4 @@ def write_mp4(path: str | Path, clip: dict) -> None:
 
 
 __all__ = ["DURATION", "IMG", "MAX_COUNT", "MP4_MARGIN", "NUM_FRAMES", "SCENE_FPS", "SHAPES", "SR", "TIMBRES",
-           "draw_attributes", "frame_times", "make_clip", "render_audio", "render_frame", "scene_layout", "write_mp4"]
+           "draw_attributes", "frame_times", "lit_object", "make_clip", "render_audio", "render_frame", "scene_layout", "write_mp4"]

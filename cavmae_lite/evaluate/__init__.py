@@ -1,6 +1,7 @@
 """Evaluation: embeddings and retrieval (embeddings), metrics (retrieval ranks, accuracy, AP / mAP, AUC, d-prime),
 the linear probe (probe) and the reconstruction report (reconstruction)."""
 
+from .clip_scores import clip_scores, frame_localisation
 from .embeddings import FEATURES, Embeddings, compute_embeddings, probe_embeddings, probe_features, retrieval
 from .metrics import (
     accuracy,
@@ -14,11 +15,13 @@ from .metrics import (
     roc_auc,
 )
 from .probe import linear_probe
+from .sync_retrieval import localisation_report, pair_embeddings, sync_retrieval
 from .reconstruction import STATS, reconstruction_report, unnormalize_patches
 
 __all__ = [
-    "FEATURES", "STATS", "Embeddings", "accuracy", "accuracy_vs_targets", "average_precision",
-    "classification_metrics", "compute_embeddings", "d_prime", "linear_probe", "mean_average_precision",
-    "probe_embeddings", "probe_features", "reconstruction_report", "retrieval", "retrieval_metrics",
-    "retrieval_ranks", "roc_auc", "unnormalize_patches",
+    "Embeddings", "FEATURES", "STATS", "accuracy", "accuracy_vs_targets", "average_precision",
+    "classification_metrics", "clip_scores", "compute_embeddings", "d_prime", "frame_localisation", "linear_probe",
+    "localisation_report", "mean_average_precision", "pair_embeddings", "probe_embeddings", "probe_features",
+    "reconstruction_report", "retrieval", "retrieval_metrics", "retrieval_ranks", "roc_auc", "sync_retrieval",
+    "unnormalize_patches",
 ]
