@@ -2,14 +2,23 @@
 
 Importing the package loads torch and the model only; data, figures and widgets live in submodules that
 import their heavier dependencies (PyAV, matplotlib, ipywidgets) when used.
+
+Imported before torch, it picks how PyTorch's idle CPU threads wait (:mod:`cavmae_lite.omp`): they sleep instead of
+spinning when other processes are busy at import time, which keeps training on a shared machine from slowing
+several-fold (``benchmarks/bench_contention.py``); ``CAVMAE_OMP_WAIT_POLICY`` or your own ``OMP_WAIT_POLICY`` decide
+otherwise. Imported after torch, it changes nothing.
 """
 
-from .checkpoints import convert_official_state_dict, load_checkpoint, save_checkpoint, to_official_state_dict
-from .config import CAVMAEConfig, CAVMAESyncConfig
-from .losses import info_nce, reconstruction_loss
-from .masking import random_masking
-from .model import CAVMAE, CAVMAEClassifier, CAVMAEOutput
-from .sync import CAVMAESync, CAVMAESyncOutput
+from .omp import apply_wait_policy
+
+apply_wait_policy()  # before anything imports torch
+
+from .checkpoints import convert_official_state_dict, load_checkpoint, save_checkpoint, to_official_state_dict  # noqa: E402
+from .config import CAVMAEConfig, CAVMAESyncConfig  # noqa: E402
+from .losses import info_nce, reconstruction_loss  # noqa: E402
+from .masking import random_masking  # noqa: E402
+from .model import CAVMAE, CAVMAEClassifier, CAVMAEOutput  # noqa: E402
+from .sync import CAVMAESync, CAVMAESyncOutput  # noqa: E402
 
 
 def _version() -> str:

@@ -1,8 +1,7 @@
 """Configuration dataclasses: model sizes and loss settings.
 
 Plain dataclasses with no torch modules, so every layer of the package (data included) can import them.
-``CAVMAEConfig.base()`` is the paper's model (spec §1, §3.1); ``CAVMAEConfig.tiny()`` is a CPU-scale model
-for the tutorial that learns on the default synthetic data in minutes.
+``base()`` presets are the papers' models, ``tiny()`` CPU-scale ones that learn on the default data in minutes.
 """
 
 from __future__ import annotations
@@ -130,10 +129,9 @@ class CAVMAEConfig:
         """CPU tutorial scale: 96-px frames (6 x 6 patches), 256 fbank frames x 64 mel bins (4 x 16 patches), width
         192, 4 + 1 layers, decoder 128 x 2.
 
-        Departures from the paper's sizes, for a CPU: 2.56-s clips instead of 10.24 s; 64 mel bins instead of 128
-        (half the audio tokens, so a training step takes 0.19 s instead of 0.29 s on the 2-core machine, and
-        retrieval after a fixed budget is better; the default data's pitches, 200-1600 Hz, stay well resolved);
-        96-px frames; a narrow, shallow encoder and decoder. The patch size (16) and every mechanism are the paper's.
+        Departures from the paper's sizes, for a CPU: 2.56-s clips, 64 mel bins (half the audio tokens: a step 0.19 s
+        instead of 0.29 s here; the default data's 200-1600 Hz pitches stay resolved), 96-px frames, a narrow,
+        shallow encoder and decoder. The patch size (16) and every mechanism are the paper's.
         """
         sizes = dict(
             img_size=96,
@@ -219,7 +217,15 @@ class CAVMAESyncConfig(CAVMAEConfig):
         return super().tiny(**{**sizes, **overrides})
 
 
-__all__ = ["MASK_MODES", "CAVMAEConfig", "CAVMAESyncConfig"]
+def config_from_dict(d: dict[str, Any], **overrides: Any) -> CAVMAEConfig:
+    """A model config from its dict (or a run config nesting it under "model"): a :class:`CAVMAESyncConfig` when it
+    holds Sync's fields (``clip_length``), else a :class:`CAVMAEConfig`."""
+    fields = d.get("model", d)
+    cls = CAVMAESyncConfig if "clip_length" in fields else CAVMAEConfig
+    return cls.from_dict(fields, **overrides)
+
+
+__all__ = ["MASK_MODES", "CAVMAEConfig", "CAVMAESyncConfig", "config_from_dict"]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -244,10 +250,8 @@ class TrainConfig:
     ``bidirectional_contrast`` override the model config when not None. ``contrast_groups`` G computes the
     InfoNCE (and c_acc) within G consecutive chunks of each process's batch and averages them, as the official
     4-GPU runs did (``batch_size`` must divide by G).
-    ``init``: weights to start a new run from (ours, an official CAV-MAE or an ImageNet MAE checkpoint; see
-    :func:`cavmae_lite.mae_init.init_from`); a resumed run takes its checkpoint's weights instead.
-    ``keep_epochs``: also write ``epoch_<E>.pt`` (weights) at the end of every epoch. ``eval_retrieval``: the
-    per-epoch validation (``pretrain(..., eval_dataset=...)``) also reports retrieval R@1.
+    ``init``: weights to start a new run from (ours, official or ImageNet MAE; ``checkpoints.init_from``).
+    ``keep_epochs``: also write ``epoch_<E>.pt`` every epoch. ``eval_retrieval``: validation reports R@1 too.
     Stopping: whichever of ``max_steps``, ``epochs`` and ``max_minutes`` comes first (at least one is needed).
     """
 
@@ -259,6 +263,7 @@ class TrainConfig:
     optimizer: str = "adamw"  # "adamw" (decay on matrices only) or "adam" (official: L2 on everything)
     schedule: str = "cosine"
     warmup_steps: int = 100
+    warmup_fraction: float | None = None  # warm-up over this share of a step-bounded run instead (Sync's recipe)
     decay_start: int = 10  # official schedule, epochs
     decay_every: int = 5
     max_steps: int | None = None
@@ -318,6 +323,8 @@ class TrainConfig:
         if g < 1 or self.batch_size % g or self.batch_size // g < 2:
             raise ValueError(f"TrainConfig.contrast_groups={g} must divide batch_size={self.batch_size} into InfoNCE "
                              f"groups of at least 2 clips (e.g. batch 48 with 4 groups of 12)")
+        if self.warmup_fraction is not None and not 0 <= self.warmup_fraction < 1:
+            raise ValueError(f"TrainConfig.warmup_fraction must be in [0, 1), got {self.warmup_fraction}")
         if self.warmup_steps < 0 or self.checkpoint_every <= 0 or self.log_every <= 0:
             raise ValueError("TrainConfig.warmup_steps must be >= 0, checkpoint_every and log_every > 0")
         for name in ("max_steps", "epochs", "max_minutes"):  # budgets: None (no limit) or positive
@@ -345,6 +352,12 @@ class TrainConfig:
         batch). Precision stays ``auto``; pass ``amp="fp16"`` for the released runs' fp16 autocast + GradScaler.
         Start from ``init=`` an ImageNet MAE ViT-B checkpoint as they did.
         ``official``: same as base.
+
+        ``sync-base``: CAV-MAE Sync as in the authors' development scripts (not the paper, which states none):
+        Adam, lr 2e-4, betas (0.95, 0.999), weight decay 5e-7, warm-up over 10 % of the steps then cosine to
+        0.1 x lr, 512 clips in 4 InfoNCE groups of 128 with local negatives (4 GPUs under DataParallel), 25
+        epochs, contrast weight 0.1, 75 % masking. ``sync-tiny``: the tiny recipe for CAV-MAE Sync models, so the
+        two compare at equal settings.
         """
         if name == "tiny":
             d: dict[str, Any] = dict(batch_size=128, lr=1e-3, warmup_steps=50, contrast_weight=1.0,
@@ -354,6 +367,12 @@ class TrainConfig:
             d = dict(batch_size=48, lr=5e-5, optimizer="adam", weight_decay=5e-7, betas=(0.95, 0.999),
                      schedule="official", warmup_steps=0, clip_grad=None, epochs=25, contrast_groups=4,
                      contrast_negatives="local")
+        elif name == "sync-base":
+            d = dict(batch_size=512, lr=2e-4, optimizer="adam", weight_decay=5e-7, betas=(0.95, 0.999),
+                     warmup_fraction=0.1, min_lr_ratio=0.1, clip_grad=None, epochs=25, contrast_groups=4,
+                     contrast_negatives="local", contrast_weight=0.1)
+        elif name == "sync-tiny":
+            return cls.preset("tiny", **overrides)
         else:
             d = {}
         d.update(overrides)

@@ -97,7 +97,7 @@ def info_nce(
 
     ``groups=G`` splits the N clips into G consecutive chunks of N / G; each chunk is its own InfoNCE (its clips
     are the only negatives) and loss and accuracy are the means over the chunks. This is what the official
-    4-GPU ``DataParallel`` runs computed for a batch of 4 x 12 (spec §5.2). With ``gather``, group g holds chunk
+    4-GPU ``DataParallel`` runs computed for a batch of 4 x 12 (their pretraining scripts). With ``gather``, group g holds chunk
     g of every rank (world * N / G clips). ``logits`` is then (G, n, n), one block per group.
     """
     if audio_emb.dim() != 2 or audio_emb.shape != video_emb.shape:

@@ -47,7 +47,7 @@ def structured_noise(noise: Tensor, ratio: float, mode: str, grid: tuple[int, in
     Which columns / rows are chosen is decided by the noise itself (those with the highest mean noise),
     so the same noise always gives the same mask. Chosen tokens get noise + 1 (in [1, 2)), which keeps a
     deterministic order among them when the removal quota L - K is smaller than their number.
-    (The official code picks them with Python's ``random`` and sets them to a tied 1.1; see spec §3.6.)
+    (The official code picks them with Python's ``random`` and sets them to a tied 1.1.)
     """
     rows, cols = grid
     n = rearrange(noise, "b (f t) -> b f t", f=rows, t=cols)

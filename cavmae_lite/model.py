@@ -1,6 +1,4 @@
-"""CAV-MAE: the multi-stream encoder, the joint decoder, the pretraining model and the classifier.
-
-Spec §3 (pretraining model), §4 (fine-tuning model). Shapes for the base config:
+"""CAV-MAE: the multi-stream encoder, the joint decoder, the pretraining model and the classifier. Base shapes:
 
     audio (B, 1024, 128) --patch--> (B, 512, 768)      video (B, 3, 224, 224) --patch--> (B, 196, 768)
         + pos + modality, mask 75% -> (B, 128, 768)        + pos + modality, mask 75% -> (B, 49, 768)
@@ -12,8 +10,8 @@ Spec §3 (pretraining model), §4 (fine-tuning model). Shapes for the base confi
 Differences from the official code, on purpose:
   * the joint layers are chained in every stream; the official contrastive streams apply only the last joint
     layer to the modality-specific output (identical when ``joint_depth == 1``, the only released setting);
-  * ``joint_depth`` is a field of its own rather than ``12 - modality_specific_depth``;
-  * ``loss_c`` in the output is the unweighted InfoNCE (the official one is multiplied by the weight).
+  * ``joint_depth`` is a field of its own; ``loss_c`` in the output is unweighted (the official one is weighted);
+  * a branch whose loss weight is 0 is not run (:meth:`CAVMAE.forward`): only compute differs, not the losses.
 """
 
 from __future__ import annotations
@@ -293,6 +291,10 @@ class CAVMAE(PretrainedModel):
         ``loss_settings``: loss fields of the config (weights, temperature, direction, negatives) to use in place of
         ``self.config``'s for this call (a training run's overrides, validation's local negatives).
         ``contrast_groups=G``: InfoNCE within G consecutive chunks of the batch (:func:`info_nce` ``groups``).
+
+        Deviation: a pass feeding only a loss of weight 0 is skipped (``contrast_weight == 0``: the audio- and
+        video-only passes, which the official ``forward_encoder`` runs and then ignores; ``mae_weight == 0``: the joint
+        stream and decoder). Losses, gradients and masks are unchanged; only compute is saved; skipped outputs None.
 
         Noise for masking, when not given, is drawn audio first, then video (as the official code). A modality
         masked entirely (ratio 1.0, the cross-modal explorer of notebook 04) has no tokens to pool into c_a / c_v:

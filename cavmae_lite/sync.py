@@ -200,4 +200,11 @@ class CAVMAESync(PretrainedModel):
         return pick(ta, ga), pick(tv, gv)
 
 
-__all__ = ["CAVMAESync", "CAVMAESyncEncoder", "CAVMAESyncOutput"]
+def model_for(config) -> PretrainedModel:
+    """A fresh pretraining model for ``config``: :class:`CAVMAESync` for a CAVMAESyncConfig, else CAV-MAE's."""
+    from .model import CAVMAE
+
+    return CAVMAESync(config) if isinstance(config, CAVMAESyncConfig) else CAVMAE(config)
+
+
+__all__ = ["CAVMAESync", "CAVMAESyncEncoder", "CAVMAESyncOutput", "model_for"]

@@ -37,7 +37,7 @@ def unpatchify(patches: Tensor, patch_size: int, grid: tuple[int, int], channels
 
 
 def patchify_audio(audio: Tensor, patch_size: int) -> Tensor:
-    """(B, T, F) fbank -> (B, (F/p)*(T/p), p*p) patches, frequency-major token order (spec §3.9)."""
+    """(B, T, F) fbank -> (B, (F/p)*(T/p), p*p) patches, frequency-major token order (as the official code)."""
     return patchify(audio_to_image(audio), patch_size)
 
 
@@ -65,7 +65,7 @@ def sincos_1d(positions: Tensor, dim: int) -> Tensor:
 
 
 def sincos_2d(dim: int, grid: tuple[int, int]) -> Tensor:
-    """Fixed 2-D sin-cos table (rows*cols, dim), float32, row-major tokens (spec §3.3).
+    """Fixed 2-D sin-cos table (rows*cols, dim), float32, row-major tokens (MAE's table, as the official code).
 
     The first dim/2 channels encode the column index (time, for audio), the last dim/2 the row index
     (frequency, for audio). Computed in float64, stored as float32.

@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 PACKAGE = "cavmae_lite"
 
 FLOORS = {
-    "config": 0, "runtime": 0,
+    "config": 0, "runtime": 0, "omp": 0,
     "tokenizers": 1, "layers": 1, "masking": 1, "losses": 1,
     "model": 2, "sync": 2,
     "checkpoints": 3, "data": 3, "__init__": 3,

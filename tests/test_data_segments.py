@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from cavmae_lite.data.segments import cut_segments, frame_indices, segment_window, segment_windows
+from cavmae_lite.data.segments import cut_segments, segment_window, segment_windows
+from cavmae_lite.data.video import frame_indices
 
 
 def test_released_windows_clamp_inward():

@@ -15,6 +15,7 @@ EXPECTED = [
     "03_multistream_forward",
     "04_reconstruction",
     "05_contrastive_similarity",
+    "05b_what_the_embeddings_know",
     "06_train_small_subset",
     "07_downstream",
     "08_your_own_video_and_official_weights",
@@ -22,7 +23,7 @@ EXPECTED = [
 PATHS = sorted(NOTEBOOKS.glob("*.ipynb"))
 
 
-def test_all_eight_notebooks_exist():
+def test_all_tutorial_notebooks_exist():
     stems = [p.stem for p in PATHS]
     assert [s for s in stems if s in EXPECTED] == EXPECTED, f"missing: {sorted(set(EXPECTED) - set(stems))}"
 

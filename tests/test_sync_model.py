@@ -153,3 +153,16 @@ def test_bad_inputs_say_what_was_expected():
         from cavmae_lite import CAVMAEConfig
 
         CAVMAESync(CAVMAEConfig.tiny())
+
+
+def test_save_and_load_our_sync_checkpoints(tmp_path):
+    from cavmae_lite.checkpoints import load_pretrained, save_pretrained
+    from cavmae_lite.config import config_from_dict
+
+    c = sync_config()
+    model = perturb(CAVMAESync(c))
+    save_pretrained(model, tmp_path / "m")
+    back = CAVMAESync.from_pretrained(tmp_path / "m")
+    assert back.config == c and torch.equal(back.state_dict()["encoder.registers"], model.state_dict()["encoder.registers"])
+    assert isinstance(load_pretrained(to_official_state_dict(model), num_heads=2, decoder_num_heads=2), CAVMAESync)
+    assert config_from_dict({"model": c.to_dict()}) == c

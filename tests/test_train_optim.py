@@ -65,3 +65,18 @@ def test_the_loop_uses_lr_factor(tmp_path):
     tc = micro_train(max_steps=6, warmup_steps=2, min_lr_ratio=0.0)
     r = pretrain(c, tc, PairedDataset(c, n=16), None, progress=False)
     assert [h["lr"] for h in r.history] == pytest.approx([tc.lr * lr_factor(tc, s, 6, 2) for s in range(6)])
+
+
+def test_warmup_fraction_scales_with_the_run_and_sync_base_preset():
+    """Sync's development recipe: warm-up over 10 % of the steps, then cosine to 0.1 x lr."""
+    from cavmae_lite.config import TrainConfig
+    from cavmae_lite.train.optim import lr_factor, warmup_steps
+
+    tc = TrainConfig.preset("sync-base", epochs=None, max_steps=1000)
+    assert (tc.optimizer, tc.lr, tc.betas, tc.weight_decay, tc.contrast_weight) == ("adam", 2e-4, (0.95, 0.999), 5e-7, 0.1)
+    assert warmup_steps(tc, 1000) == 100 and warmup_steps(tc, 50) == 5
+    assert lr_factor(tc, 49, 1000, 10) == pytest.approx(0.5) and lr_factor(tc, 99, 1000, 10) == 1.0
+    assert lr_factor(tc, 999, 1000, 10) == pytest.approx(0.1, abs=1e-4)
+    assert warmup_steps(TrainConfig(max_steps=10), 10) == 100  # no fraction: the step count as before
+    with pytest.raises(ValueError, match="warmup_fraction"):
+        TrainConfig(max_steps=1, warmup_fraction=1.0)

@@ -179,6 +179,8 @@ def test_attributes_align_with_the_dataset_and_the_generator(synthetic):
     assert len(attrs["hue"]) == len(synthetic) and torch.allclose(attrs["log_aspect"], attrs["aspect"].log())
     shape_of_label = [synthetic.mids[int(synthetic[i]["label"])].split("_")[0] for i in range(len(synthetic))]
     assert [SHAPES[int(s)] for s in attrs["shape"]] == shape_of_label
+    part = torch.utils.data.Subset(torch.utils.data.Subset(synthetic, [5, 1, 3]), [2, 0])  # items 3 and 5
+    assert torch.equal(explorers.load_attributes(part)["hue"], attrs["hue"][[3, 5]])
     table = explorers.attribute_table_markdown()
     assert table.count("\n") == 1 + len(explorers.ATTRIBUTE_PAIRS) and "| **hue** |" in table
     assert "Hz" in explorers.describe_clip(attrs, 0)
@@ -207,6 +209,14 @@ def test_seen_in_training_flags_the_fast_sets_test_clips(tmp_path):
     (tmp_path / "synthetic.json").write_text(json.dumps({**stamp, "seed": 1}))
     assert explorers.split_seen_in_training(tmp_path, card) is False
     assert explorers.split_seen_in_training(tmp_path / "nowhere", card) is None
+    # a model trained on 15,000 clips: train clips 3,000 on continue after the test block (3,300-3,899)
+    big = {"recipe": {"data": {"generator": "g", "seed": 0, "sizes": [15000, 300, 600]}}}
+    (tmp_path / "synthetic.json").write_text(json.dumps({**stamp, "first_index": {"train": 0, "val": 3000,
+                                                                                   "test": 3300}}))
+    assert explorers.split_seen_in_training(tmp_path, big) is False
+    (tmp_path / "synthetic.json").write_text(json.dumps({**stamp, "first_index": {"train": 0, "val": 3000,
+                                                                                   "test": 3900}}))
+    assert explorers.split_seen_in_training(tmp_path, big) is True  # clips the larger train split holds
 
 
 def test_ideal_perceiver_is_distinct_groups_over_n():
@@ -227,12 +237,23 @@ def test_ridge_and_probes():
     assert explorers.ridge_r2(x[:150], y[:150], x[150:], y[150:], weight_decay=1e-6) > 0.999
     assert explorers.ridge_r2(x[:150], torch.randn(150, generator=g), x[150:], torch.randn(50, generator=g)) < 0.1
     attrs = {"shape": torch.arange(200) % 4, "count": 1 + torch.arange(200) % 4, "hue": y, "size": -y,
-             "log_aspect": y * 0}
+             "aspect": torch.randn(200, generator=g).exp()}
     feats = {"audio": torch.cat([F.one_hot(attrs["shape"], 4).float(), x], 1)}
     res = explorers.attribute_probes({"audio": feats["audio"][:150]}, {"audio": feats["audio"][150:]},
                                      {k: v[:150] for k, v in attrs.items()}, {k: v[150:] for k, v in attrs.items()},
                                      features=("audio",))
-    assert res["shape"]["audio"] == 1.0 and res["count"]["audio"] == 1.0 and res["hue"]["audio"] > 0.99
+    assert res["shape"]["audio"] == 1.0 and res["count"]["audio"] == 1.0  # one-hot shape, count = shape + 1
+    assert res["hue"]["audio"] > 0.85 and res["size"]["audio"] > 0.85  # quartile bins of a linear function
+    assert res["aspect"]["audio"] < res["aspect"]["majority"] + 0.15  # independent of the features: near chance
+    assert all(0.25 <= r["majority"] <= 0.5 for r in res.values())
+
+
+def test_attribute_classes_are_train_quartiles():
+    train, test = torch.arange(100, dtype=torch.float64), torch.tensor([-5.0, 24.0, 25.0, 60.0, 1e3])
+    y_tr, y_te = explorers.attribute_classes("hue", train, test)
+    assert torch.bincount(y_tr).tolist() == [25, 25, 25, 25] and y_te.tolist() == [0, 0, 1, 2, 3]
+    y_tr, y_te = explorers.attribute_classes("count", torch.tensor([1, 4]), torch.tensor([2]))
+    assert y_tr.tolist() == [0, 3] and y_te.tolist() == [1]
 
 
 def test_joint_features_are_the_multimodal_classifier_input(model, batch):

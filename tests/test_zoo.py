@@ -149,7 +149,7 @@ def test_shipped_models_on_a_freshly_generated_test_split(fresh_test_split, name
     assert all(got <= want + 0.02 for got, want in zip(ratios, card_ratios)), (
         f"{name}: 75 % MSE / baseline {ratios} vs the card's {card_ratios}: {MAKE_ZOO}")
     if name == zoo.NAME:
-        assert min(r1) >= 0.40, f"retrieval model R@1 on fresh test data {r1} < 0.40"
+        assert min(r1) >= 0.70, f"retrieval model R@1 on fresh test data {r1} < 0.70 (the issue asks 0.55)"
     else:  # the reconstruction model: well below copying the mean visible patch, in input units
         assert ratios[0] <= 0.6 and ratios[1] <= 0.7, f"reconstruction model at 75 %: MSE / baseline {ratios}"
 
@@ -174,7 +174,7 @@ def test_zoo_info_cli_prints_the_card(capsys):
     assert main(["zoo", "info"]) == 0
     card = json.loads(capsys.readouterr().out)
     assert card["current"] is True and "history" not in card and card["metrics"]["n"] == 600
-    assert card["recipe_key"] == "2887fc9cc81c" and card["name"] == "tiny"
+    assert card["recipe_key"] == zoo.recipe_key("tiny") and card["name"] == "tiny" and card["recipe"]["data"]["sizes"][0] == 15000
     assert main(["zoo", "info", "--name", "tiny-mask75"]) == 0
     card = json.loads(capsys.readouterr().out)
     assert card["current"] is True and card["name"] == "tiny-mask75" and card["recipe"]["train"]["mask_ratio_v"] == 0.75
@@ -186,3 +186,21 @@ def test_shipped_weights_are_a_checkpoint_the_cli_takes(capsys):
     assert main(["info", "--checkpoint", str(zoo.weights_path())]) == 0
     out = capsys.readouterr().out
     assert "ours layout, CAVMAE, 247 tensors" in out and "float16" in out and "width 192" in out
+
+
+def test_training_data_extends_the_train_split_and_keeps_val_and_test(tmp_path, monkeypatch):
+    """A recipe with more train clips than the default set gets its own folder whose val / test clips are the
+    default set's (the extra train clips continue after the test block), and only that folder counts as the recipe's."""
+    import cavmae_lite.data.synthetic as S
+    from cavmae_lite.data import make_synthetic
+
+    monkeypatch.setattr(S, "FULL_SIZES", (4, 1, 2))
+    monkeypatch.setitem(zoo.DATA_SIZES, zoo.NAME, (6, 1, 2))
+    monkeypatch.setattr(S, "default_data_dir", lambda: tmp_path / "synthetic")
+    got = zoo.training_data(zoo.NAME, progress=False)
+    assert got == tmp_path / "synthetic-train6" and zoo._data_matches(zoo.NAME, got)
+    default = make_synthetic(tmp_path / "default", 0, 4, 1, 2, mp4=0, workers=1, progress=False)
+    assert not zoo._data_matches(zoo.NAME, default)
+    for clip in ("audio/val00000.wav", "audio/test00001.wav", "frame_3/test00000.jpg", "audio/train00003.wav"):
+        assert (got / clip).read_bytes() == (default / clip).read_bytes()
+    assert (got / "audio/train00005.wav").read_bytes() not in {p.read_bytes() for p in (default / "audio").iterdir()}

@@ -16,8 +16,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..config import CAVMAEConfig
+from ..config import CAVMAEConfig, CAVMAESyncConfig, config_from_dict
 from ..model import CAVMAE, CAVMAEClassifier
+from ..sync import CAVMAESync, model_for
 from .io import (
     CHECKPOINT_NAME,
     CONFIG_NAME,
@@ -35,7 +36,7 @@ from .io import (
 from .mae import adapt_mae_state_dict, count_blocks, describe_sizes
 from .official import convert_official_state_dict, load_official
 
-MODEL_TYPES = {"CAVMAE": CAVMAE, "CAVMAEClassifier": CAVMAEClassifier}
+MODEL_TYPES = {"CAVMAE": CAVMAE, "CAVMAEClassifier": CAVMAEClassifier, "CAVMAESync": CAVMAESync}
 
 
 def load_pretrained(path: str | Path | StateDict, config: CAVMAEConfig | None = None,
@@ -56,14 +57,15 @@ def load_pretrained(path: str | Path | StateDict, config: CAVMAEConfig | None = 
         raise CheckpointError(f"{read.source} holds a fine-tuned classifier (a classification head, no decoder), not "
                               f"a pretraining CAV-MAE: load it with {how}")
     if layout == "official":
-        return load_official(CAVMAE, read, **official).to(map_location).eval()
+        is_sync = any(k in read.tensors for k in ("cls_token_a", "register_tokens"))
+        return load_official(CAVMAESync if is_sync else CAVMAE, read, **official).to(map_location).eval()
     if config is None:
         config = config_from_extra(read.extra, read.source)
     for k, v in official.items():
         if not hasattr(config, k) or getattr(config, k) != v:
             raise CheckpointError(f"{read.source} records {k}={getattr(config, k, None)!r} in its config, not "
                                   f"{v!r}: such settings are for official checkpoints, whose weights cannot tell")
-    model = CAVMAE(config)
+    model = model_for(config)
     load_strict(model, read.tensors, read.source)
     return model.to(map_location).eval()
 
@@ -72,10 +74,11 @@ def config_from_extra(extra: dict[str, Any], source: str) -> CAVMAEConfig:
     """The model config stored beside the weights: ``model_config`` of our ``.pt`` checkpoints (and of the zoo's
     safetensors metadata), or the fields of a ``save_pretrained`` folder's config.json."""
     if "model_config" in extra:
-        return CAVMAEConfig.from_dict(extra["model_config"])
+        return config_from_dict(extra["model_config"])
     if extra.get("architectures"):
-        fields = set(CAVMAEConfig().to_dict())
-        return CAVMAEConfig.from_dict({k: v for k, v in extra.items() if k in fields})
+        cls = CAVMAESyncConfig if "CAVMAESync" in extra["architectures"] else CAVMAEConfig
+        fields = set(cls().to_dict())
+        return cls.from_dict({k: v for k, v in extra.items() if k in fields})
     raise CheckpointError(f"{source} holds a bare state dict without its config: pass config=CAVMAEConfig...")
 
 

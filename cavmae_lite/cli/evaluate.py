@@ -41,6 +41,9 @@ def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, help="batch size (default 64; fine-tuning: the recipe's)")
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true", help="print exactly one JSON object")
+    p.add_argument("--compare", metavar="CHECKPOINT", help="retrieval of a CAV-MAE Sync checkpoint: also evaluate this "
+                   "CAV-MAE on the same (frame, segment) pairs (its whole clip's audio against every frame when its "
+                   "audio_length is the clip's)")
     add_finetune_arguments(p)
 
 
@@ -54,6 +57,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     frames = args.frames == "average"
     bs = args.batch_size or 64
+    if args.task == "retrieval" and hasattr(model.config, "clip_length"):
+        return _sync_retrieval(args, model, eval_data, eval_split, device)
     if args.task == "retrieval":
         ds = load_dataset(eval_data, config=model.config, split=eval_split, frames=frames, label_csv=args.labels)
         out = retrieval_metrics(compute_embeddings(model, ds, args.frames, bs, device).similarity())
@@ -70,6 +75,39 @@ def run_evaluate(args: argparse.Namespace) -> int:
         print(json.dumps(out) if args.json else "  ".join(f"{k}={v}" for k, v in out.items()))
         return 0
     return run_finetune_task(args, model, (train_data, train_split), (eval_data, eval_split), device)
+
+
+def _sync_retrieval(args: argparse.Namespace, model, eval_data, eval_split, device) -> int:
+    """Frame- and clip-level retrieval (four clip scores) and temporal localisation of a CAVMAESync, and of the
+    ``--compare`` CAV-MAE on the same pairs."""
+    from ..checkpoints import load_pretrained
+    from ..data import load_pair_dataset
+    from ..evaluate import sync_retrieval
+
+    ds = load_pair_dataset(eval_data, model.config, eval_split, mode="retrieval")
+    out = {"sync": sync_retrieval(model, ds, args.batch_size or 8, device)}
+    if args.compare:
+        base = load_pretrained(args.compare)
+        whole = base.config.audio_length == model.config.clip_length
+        if not whole and base.config.audio_length != model.config.audio_length:
+            from .main import UserError
+
+            raise UserError(f"--compare: the CAV-MAE's audio_length {base.config.audio_length} is neither the clip "
+                            f"length {model.config.clip_length} nor the segment length {model.config.audio_length}")
+        out["cavmae"] = sync_retrieval(base, ds, args.batch_size or 8, device, clip_audio=whole)
+        out["cavmae"]["audio"] = "whole clip" if whole else "segment"
+    if args.json:
+        print(json.dumps(out))
+        return 0
+    for name, rep in out.items():
+        loc = rep["localisation"]
+        print(f"== {name}: {rep['n_clips']} clips x {rep['frames_per_clip']} frames; localisation "
+              f"{loc['accuracy']:.3f} (chance {loc['chance']:.3f}), frame-level:")
+        print(_fmt_retrieval(rep["frame"]))
+        for strategy, m in rep["clip"].items():
+            print(f"clip-level, {strategy}:")
+            print(_fmt_retrieval(m))
+    return 0
 
 
 # ----- embed -----------------------------------------------------------------------------------------------

@@ -57,6 +57,9 @@ def add_pretrain_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", help="training split: train, val, test or all (default: train when the manifest has "
                    "split keys, else the whole manifest, as for an official datafile)")
     p.add_argument("--labels", help="label CSV (index,mid,display_name; default: labels.csv beside the JSON)")
+    p.add_argument("--model", choices=["cavmae", "sync"], default="cavmae",
+                   help="cavmae (default) or sync: CAV-MAE Sync, trained on (frame, audio segment) pairs with "
+                   "CAVMAESyncConfig.<config>() and TrainConfig.preset('sync-<config>')")
     p.add_argument("--out", required=True, help="run directory: config.json, checkpoint.pt, metrics.jsonl")
     p.add_argument("--max-steps", type=int, help="stop after this many optimiser steps")
     p.add_argument("--max-minutes", type=float, help="stop after this many minutes of wall time (cosine horizon is "
@@ -77,8 +80,8 @@ def add_pretrain_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def build_configs(args: argparse.Namespace):
-    """(CAVMAEConfig, TrainConfig) from the flags; on --resume the run's saved configs win, budget flags aside."""
-    from ..config import CAVMAEConfig, TrainConfig
+    """(model config, TrainConfig) from the flags; on --resume the run's saved configs win, budget flags aside."""
+    from ..config import CAVMAEConfig, CAVMAESyncConfig, TrainConfig, config_from_dict
 
     saved = Path(args.out) / "config.json"
     given = {_FIELD.get(k, k): getattr(args, k) for k in _FLAGS if getattr(args, k, None) is not None}
@@ -100,13 +103,15 @@ def build_configs(args: argparse.Namespace):
         budget = {k: v for k, v in given.items() if k in ("max_steps", "max_minutes", "epochs", "checkpoint_every",
                                                          "log_every", "num_workers", "device", "keep_epochs",
                                                          "eval_retrieval")}
-        return CAVMAEConfig.from_dict(d["model"]), TrainConfig.from_dict(d["train"], **budget)
-    name = args.config
+        return config_from_dict(d["model"]), TrainConfig.from_dict(d["train"], **budget)
+    name, sync = args.config, getattr(args, "model", "cavmae") == "sync"
     if Path(name).is_file():
         d = json.loads(Path(name).read_text())
-        model = CAVMAEConfig.from_dict(d)
+        model = CAVMAESyncConfig.from_dict(d) if sync else config_from_dict(d)
         train = TrainConfig.from_dict(d["train"], **given) if "train" in d else TrainConfig(**given)
         return model, train
+    if sync:
+        return CAVMAESyncConfig.preset(name), TrainConfig.preset(f"sync-{name}", **given)
     return CAVMAEConfig.preset(name), TrainConfig.preset(name, **given)
 
 
@@ -136,12 +141,18 @@ def _datasets(args: argparse.Namespace, config, tc):
     from .main import UserError
 
     try:
-        from ..data import default_data_dir, ensure_default_dataset, load_dataset, resolve_split
+        from ..data import default_data_dir, ensure_default_dataset, load_dataset, load_pair_dataset, resolve_split
     except ImportError as e:
         raise UserError(f"the data package is not available ({e})") from e
     data_dir = args.data
     if data_dir is None:
         data_dir = ensure_default_dataset(default_data_dir())
+    if hasattr(config, "clip_length"):  # CAV-MAE Sync: one random (frame, segment) pair per clip and step
+        if args.eval_data is not None:
+            raise UserError("--eval-data is not supported with --model sync yet: evaluate the run with "
+                            "`cavmae-lite evaluate retrieval` on its checkpoint")
+        split = resolve_split(data_dir, args.split, "train")
+        return load_pair_dataset(data_dir, config, split, mode="train", seed=tc.seed), None
     dataset = load_dataset(data_dir, config=config, split=resolve_split(data_dir, args.split, "train"), train=True,
                            seed=tc.seed, label_csv=args.labels)
     eval_set = None

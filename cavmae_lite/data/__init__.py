@@ -27,7 +27,7 @@ from .datasets import AVDataset, fbank_stats, load_dataset, resolve_split
 from .manifest import Manifest, read_labels, read_manifest, write_labels, write_manifest
 from .pairs import PairDataset, load_pair_dataset
 from .prepare import prepare
-from .segments import cut_segments, frame_indices, segment_window, segment_windows
+from .segments import cut_segments, segment_window, segment_windows
 from .synthetic import default_data_dir, ensure_default_dataset, make_synthetic
 from .video import (
     IMAGENET_MEAN,
@@ -56,7 +56,6 @@ __all__ = [
     "build_cache",
     "clip_to_inputs",
     "cut_segments",
-    "frame_indices",
     "segment_window",
     "segment_windows",
     "default_data_dir",

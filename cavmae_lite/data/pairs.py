@@ -17,8 +17,8 @@ from torch.utils.data import Dataset
 
 from .audio import add_noise_and_roll
 from .datasets import load_dataset
-from .segments import cut_segments, frame_indices
-from .video import normalize_frame
+from .segments import cut_segments
+from .video import frame_indices, normalize_frame
 
 MODES = ("train", "eval", "retrieval")
 

@@ -43,7 +43,7 @@ from pathlib import Path
 from .audio import SAMPLE_RATE, MediaError, load_audio, num_fbank_frames, padding_fraction, write_wav
 from .manifest import LABELS_NAME, MANIFEST_NAME, SPLITS, write_labels, write_manifest
 from .pool import resolve_workers, run_parallel
-from .video import frame_transform, load_frames, resize_center_crop
+from .video import VIDEO_SUFFIXES, frame_transform, load_frames, resize_center_crop
 
 REPORT_NAME = "prepare_report.json"
 STATE_DIR = ".prepare"
@@ -208,6 +208,38 @@ def _labels_from_csv(csv_path: Path) -> dict[str, str]:
     return {r[key]: r[col] for r in rows}
 
 
+def _expected(folder: Path) -> str:
+    return (f"expected a folder of video files ({', '.join(sorted(VIDEO_SUFFIXES))}), directly in it or in "
+            f"sub-folders whose names become the labels (e.g. {folder / 'dog' / 'clip1.mp4'})")
+
+
+def find_videos(folder: str | Path) -> list[Path]:
+    """The video files under ``folder``, as :func:`prepare` reads them: recursively (a file's first sub-folder
+    is its label: ``folder/dog/a.mp4`` -> ``dog``; a file directly in ``folder`` has none), hidden files and
+    folders skipped, a suffix in ``VIDEO_SUFFIXES`` (any case); sorted by path.
+
+    A clear error names the path and what is expected: ``FileNotFoundError`` when it does not exist,
+    ``NotADirectoryError`` when it is a file, ``ValueError`` when it holds no video file."""
+    folder = Path(folder).expanduser()
+    if not folder.exists():
+        raise FileNotFoundError(f"{folder}: no such folder; {_expected(folder)}")
+    if not folder.is_dir():
+        raise NotADirectoryError(f"{folder}: a file, not a folder; {_expected(folder)}")
+    found, others = [], 0
+    for p in folder.rglob("*"):
+        rel = p.relative_to(folder)
+        if any(part.startswith(".") for part in rel.parts) or not p.is_file():
+            continue
+        if p.suffix.lower() in VIDEO_SUFFIXES:
+            found.append(p)
+        else:
+            others += 1
+    if not found:
+        raise ValueError(f"{folder}: no video file in it or its sub-folders ({others} other file(s)); "
+                         f"{_expected(folder)}")
+    return sorted(found, key=lambda p: p.relative_to(folder).parts)
+
+
 def _list_files(src: Path, out: Path, labels_csv) -> list[str]:
     """Paths relative to ``src`` of every non-hidden file, sorted; the labels CSV and ``out`` left out."""
     out_r = out.resolve()
@@ -269,8 +301,10 @@ def prepare(
     warning depends on it.
     """
     src, out = Path(src), Path(out)
+    if not src.exists():
+        raise FileNotFoundError(f"{src}: no such folder; {_expected(src)}")
     if not src.is_dir():
-        raise NotADirectoryError(f"{src}: not a folder of videos")
+        raise NotADirectoryError(f"{src}: not a folder of videos; {_expected(src)}")
     if num_frames < 1 or frame_size < 1 or audio_length < 1:
         raise ValueError(f"--frames, --frame-size and audio_length must be >= 1, got {num_frames}, {frame_size}, "
                          f"{audio_length}")
@@ -308,5 +342,5 @@ def prepare(
     return report
 
 
-__all__ = ["REPORT_NAME", "assign_video_ids", "is_safe_id", "padding_warning", "prepare", "process_file", "source_name",
+__all__ = ["REPORT_NAME", "assign_video_ids", "find_videos", "is_safe_id", "padding_warning", "prepare", "process_file", "source_name",
            "video_id_for"]

@@ -7,8 +7,8 @@ The released loader (``dataloader_sync.py``) cuts, from the clip's padded fbank 
     if end > S: end = S, start = max(0, S - L)          (clamped inward: no padding at the edges)
 
 so edge frames get off-centre audio and the last windows repeat (S 1024, L 416, T 16: 11 distinct windows).
-Frames are extracted at floor(i * N / T) of the clip's N video frames (:func:`frame_indices`), so frame i sits near
-i * S / T. Each segment is normalised like a CAV-MAE clip and gets its own positional grid in the model.
+Frames are extracted at floor(i * N / T) of the clip's N video frames (:func:`.video.frame_indices`, as ``prepare``
+does), so frame i sits near i * S / T. Each segment is normalised like a CAV-MAE clip and gets its own positional grid in the model.
 """
 
 from __future__ import annotations
@@ -47,12 +47,4 @@ def cut_segments(fbank: Tensor, num_frames: int, segment_length: int, frames: Te
     return fbank[rows]
 
 
-def frame_indices(num_video_frames: int, num_frames: int = 16) -> list[int]:
-    """Which of a clip's ``num_video_frames`` decoded frames (the first 10 s) become its T frames: floor(i * N / T),
-    as the authors' extraction script (CAV-MAE's scripts take 10)."""
-    if num_video_frames < 1 or num_frames < 1:
-        raise ValueError(f"need at least one video frame and num_frames >= 1, got {num_video_frames}, {num_frames}")
-    return [i * num_video_frames // num_frames for i in range(num_frames)]
-
-
-__all__ = ["cut_segments", "frame_indices", "segment_window", "segment_windows"]
+__all__ = ["cut_segments", "segment_window", "segment_windows"]

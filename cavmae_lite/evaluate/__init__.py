@@ -15,8 +15,8 @@ from .metrics import (
     roc_auc,
 )
 from .probe import linear_probe
-from .sync_retrieval import localisation_report, pair_embeddings, sync_retrieval
 from .reconstruction import STATS, reconstruction_report, unnormalize_patches
+from .sync_retrieval import localisation_report, pair_embeddings, sync_retrieval
 
 __all__ = [
     "Embeddings", "FEATURES", "STATS", "accuracy", "accuracy_vs_targets", "average_precision",

@@ -61,6 +61,13 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> float:
     return lr
 
 
+def warmup_steps(tc: TrainConfig, total_steps: int | None) -> int:
+    """Warm-up length: ``warmup_fraction`` of ``total_steps`` when both are set, else ``warmup_steps``."""
+    if tc.warmup_fraction is not None and total_steps:
+        return round(tc.warmup_fraction * total_steps)
+    return tc.warmup_steps
+
+
 def lr_factor(tc: TrainConfig, step: int, total_steps: int | None, steps_per_epoch: int,
               progress: float | None = None) -> float:
     """Multiplier of ``tc.lr`` for optimiser step ``step`` (0-based) of pretraining.
@@ -72,15 +79,16 @@ def lr_factor(tc: TrainConfig, step: int, total_steps: int | None, steps_per_epo
     """
     if tc.schedule == "official":
         return step_lr_factor(step // max(steps_per_epoch, 1) + 1, tc.decay_start, tc.decay_every, 0.5)
-    if step < tc.warmup_steps:
-        return (step + 1) / tc.warmup_steps
+    warm = warmup_steps(tc, total_steps)
+    if step < warm:
+        return (step + 1) / warm
     if tc.schedule == "constant" or (not total_steps and progress is None):
         return 1.0
     if total_steps:
-        cosine = cosine_lr_factor(step - tc.warmup_steps, total_steps - tc.warmup_steps)
+        cosine = cosine_lr_factor(step - warm, total_steps - warm)
     else:
         cosine = cosine_lr_factor(max(progress, 0.0), 1)
     return tc.min_lr_ratio + (1 - tc.min_lr_ratio) * cosine
 
 
-__all__ = ["build_optimizer", "cosine_lr_factor", "lr_factor", "set_lr", "step_lr_factor"]
+__all__ = ["build_optimizer", "cosine_lr_factor", "lr_factor", "set_lr", "step_lr_factor", "warmup_steps"]

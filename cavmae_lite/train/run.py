@@ -4,10 +4,16 @@ state (resume) or a new run directory with its config.json; and the batches of a
 ``Run.state`` is what a checkpoint stores of the loop: step, epoch, batch (micro-batches into the epoch),
 total_steps, elapsed (step seconds), wall (seconds of every call so far, the ``max_minutes`` clock), warm_end
 (wall time at the end of warm-up, time-based schedules only), stopped (the limit the run last reached).
+
+Resuming keeps the run's settings: ``resume=True`` on a folder whose config.json records another model config or
+other training settings raises ``ValueError`` naming the fields (:func:`check_resume_config`); only the budget and
+bookkeeping fields :data:`RESUME_MAY_CHANGE` may differ. :func:`run_key` hashes exactly what must stay the same,
+so ``out / f"name-{run_key(config, tc)}"`` gives each configuration a folder of its own (notebook 06 does this).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -24,10 +30,11 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ..checkpoints import CHECKPOINT_NAME, init_from, load_checkpoint
-from ..config import CAVMAEConfig, TrainConfig
+from ..config import CAVMAEConfig, TrainConfig, config_from_dict
 from ..model import CAVMAE
 from ..runtime import ResumableSampler, auto_threads, resolve_amp, set_rng_state, setup_distributed
-from .objective import loss_settings
+from ..sync import model_for
+from .objective import LOSS_FIELDS, loss_settings, run_config
 from .optim import build_optimizer
 
 logger = logging.getLogger(__name__)
@@ -91,11 +98,55 @@ def _steps_per_epoch(dataset: Dataset, tc: TrainConfig, world: int) -> int:
     return steps
 
 
+# TrainConfig fields a resumed run may change: the budget (the cosine horizon follows the budget given now) and
+# bookkeeping that does not change what is trained; ``init`` is ignored on resume (the checkpoint's weights win)
+RESUME_MAY_CHANGE = ("max_steps", "epochs", "max_minutes", "checkpoint_every", "log_every", "num_workers", "device",
+                     "threads", "compile", "keep_epochs", "eval_retrieval", "max_bad_steps", "init")
+
+
+def _resume_identity(config: CAVMAEConfig, tc: TrainConfig) -> dict[str, Any]:
+    """What a resume must keep (JSON values): the run's model config and the training settings outside
+    :data:`RESUME_MAY_CHANGE`. ``config`` is the run's (loss overrides applied, :func:`run_config`), so the loss
+    fields count once, in the model part, whether the TrainConfig or the model config set them."""
+    train = {k: v for k, v in tc.to_dict().items() if k not in RESUME_MAY_CHANGE and k not in LOSS_FIELDS}
+    return json.loads(json.dumps({"model": config.to_dict(), "train": train}))
+
+
+def run_key(config: CAVMAEConfig, tc: TrainConfig) -> str:
+    """12 hex digits identifying a run's configuration up to :data:`RESUME_MAY_CHANGE`: two (config, tc) pairs
+    with the same key can resume each other's run; a changed model config, loss, mask ratio, schedule, seed, ...
+    gives another key. ``config`` is the model config as passed to ``pretrain`` (``tc``'s loss overrides are
+    applied here)."""
+    ident = _resume_identity(run_config(config, tc), tc)
+    return hashlib.sha1(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def check_resume_config(out: Path, config: CAVMAEConfig, tc: TrainConfig) -> None:
+    """ValueError when ``out/config.json`` was written for another configuration than (``config``, ``tc``), up to
+    :data:`RESUME_MAY_CHANGE` (``config``: the run's, loss overrides applied). No config.json: nothing to check."""
+    saved_path = Path(out) / "config.json"
+    if not saved_path.is_file():
+        return
+    saved = json.loads(saved_path.read_text())
+    # through from_dict, so that a field added to the configs since the run was written reads as its default
+    then = _resume_identity(config_from_dict(saved["model"]), TrainConfig.from_dict(saved["train"]))
+    now = _resume_identity(config, tc)
+    diff = [f"{part}.{k}: {then[part].get(k)!r} then, {now[part].get(k)!r} now" for part in ("model", "train")
+            for k in sorted(set(then[part]) | set(now[part])) if then[part].get(k) != now[part].get(k)]
+    if diff:
+        raise ValueError(f"{out}: resume=True, but this run was started with another configuration ("
+                         f"{'; '.join(diff)}). Resuming would load the old run's weights under the new settings. "
+                         "Train the new configuration in a folder of its own (e.g. one named with "
+                         "cavmae_lite.train.run_key(config, tc)), or delete the old folder; on resume only "
+                         f"{', '.join(RESUME_MAY_CHANGE)} may change.")
+
+
 def _restore_or_create(run: Run, resume: bool) -> None:
     """Resume: the checkpoint's weights, optimiser, scaler, loop state and RNG (they win over ``tc.init``).
     Otherwise: ``tc.init``'s weights and, on rank 0, the run directory with config.json."""
     ckpt = run.ckpt_path
     if resume and ckpt is not None and ckpt.is_file():
+        check_resume_config(run.out, run.config, run.tc)  # a changed configuration never resumes the old run
         ck = load_checkpoint(ckpt)
         run.model.load_state_dict(ck["model"])
         run.optimizer.load_state_dict(ck["optimizer"])
@@ -135,7 +186,7 @@ def open_run(config: CAVMAEConfig, tc: TrainConfig, dataset: Dataset, out_dir: s
     rank, world, device = setup_distributed(tc.device)
     amp = resolve_amp(tc.amp, device)
     _setup_torch(tc, device)
-    model = (model if model is not None else CAVMAE(config)).to(device)
+    model = (model if model is not None else model_for(config)).to(device)  # CAVMAE, or CAVMAESync for its config
     overrides = loss_settings(model.config, config)  # the run's loss fields where they differ from the model's
     optimizer = build_optimizer(model, tc, device)
     scaler = torch.amp.GradScaler(device.type, enabled=(amp == "fp16"))
@@ -164,4 +215,4 @@ def epoch_batches(run: Run, dataset: Dataset):
                            persistent_workers=False))
 
 
-__all__ = ["Run", "epoch_batches", "open_run"]
+__all__ = ["RESUME_MAY_CHANGE", "Run", "check_resume_config", "epoch_batches", "open_run", "run_key"]

@@ -3,10 +3,15 @@
 In a notebook the reader replaces each ``...`` and runs the cell::
 
     frames_5s = ...          # your answer
-    check("frames_5s", frames_5s, truth=fbank.shape[0], hint="one frame per 10 ms hop, after the first 25 ms")
+    check("q01_frames_5s", frames_5s)
 
-``check`` prints one line per question (right / wrong with the hint / not answered yet) and never raises for a
-reader. The answers stay blank in the repository; the solutions live in ``notebooks/solutions/<notebook>.json``
+The truth, the hint and the why of each question are out of the reader's sight, in the question bank
+``cavmae_lite/tutorial/questions/<notebook>.json``: name -> ``{"truth": expression, "hint": text, "why": text,
+"tol": number or null}``. The truth is a Python expression evaluated in the notebook's namespace when ``check`` runs,
+so it is computed from what the notebook measured (a prediction asked before an experiment is checked after it).
+``check`` prints one line per question (right, with the why / wrong, with the hint / not answered yet) and never
+raises for a reader. ``check(name, answer, truth=..., hint=...)`` with an explicit truth still works outside the
+notebooks. The answers stay blank in the repository; the solutions live in ``notebooks/solutions/<notebook>.json``
 (name -> Python expression, evaluated in the notebook's namespace; names are unique across notebooks). With
 ``CAVMAE_QUIZ_SOLUTIONS`` set to that folder (or one such file), as ``make test`` does, a blank answer is replaced by its solution and a wrong solution, a missing one, or an answer
 filled in the repository raises ``AssertionError``: CI keeps the quizzes correct and blank.
@@ -22,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 SOLUTIONS_ENV = "CAVMAE_QUIZ_SOLUTIONS"
+QUESTIONS_DIR = Path(__file__).resolve().parent / "questions"
+_UNSET = object()
 
 
 def _equal(answer: Any, truth: Any, tol: float | None) -> bool:
@@ -57,17 +64,45 @@ def read_solutions(path: str | Path) -> dict[str, str]:
     return out
 
 
+def read_questions(path: str | Path | None = None) -> dict[str, dict[str, Any]]:
+    """name -> {"truth", "hint", "why", "tol"} from the question bank (a folder of JSON files or one file; default
+    :data:`QUESTIONS_DIR`)."""
+    p = Path(path) if path is not None else QUESTIONS_DIR
+    out: dict[str, dict[str, Any]] = {}
+    for f in sorted(p.glob("*.json")) if p.is_dir() else [p]:
+        for name, q in json.loads(f.read_text()).items():
+            if name in out:
+                raise ValueError(f"quiz {name!r} is in two question files (names must be unique): {f}")
+            if "truth" not in q:
+                raise ValueError(f"quiz {name!r} in {f} has no truth expression")
+            out[name] = {"hint": "", "why": "", "tol": None, **q}
+    return out
+
+
 def _solutions() -> dict[str, str] | None:
     path = os.environ.get(SOLUTIONS_ENV)
     return read_solutions(path) if path else None
 
 
-def check(name: str, answer: Any, truth: Any, hint: str = "", tol: float | None = None) -> bool:
-    """Say whether ``answer`` (the reader's value for question ``name``) equals ``truth``; returns it as a bool.
+def check(name: str, answer: Any, truth: Any = _UNSET, hint: str = "", tol: float | None = None) -> bool:
+    """Say whether ``answer`` (the reader's value for question ``name``) is right; returns it as a bool.
 
-    Numbers compare with ``tol`` (absolute; default exact up to float rounding), strings without case or
-    surrounding spaces, tensors element-wise. ``...`` means not answered yet.
+    Without ``truth`` the question comes from the bank (its truth evaluated in the caller's namespace, its hint, its
+    why and its tolerance). Numbers compare with ``tol`` (absolute; default exact up to float rounding), strings
+    without case or surrounding spaces, tensors element-wise. ``...`` means not answered yet.
     """
+    caller = inspect.currentframe().f_back
+    why = ""
+    if truth is _UNSET:
+        bank = read_questions()
+        if name not in bank:
+            raise KeyError(f"quiz {name!r} is not in the question bank {QUESTIONS_DIR}")
+        q = bank[name]
+        try:
+            truth = eval(q["truth"], caller.f_globals, caller.f_locals)  # noqa: S307 - our own question bank
+        except NameError as e:
+            raise NameError(f"quiz {name!r} needs a result from the cells above ({e}): run them first") from None
+        hint, tol, why = q["hint"], q["tol"], q["why"]
     solutions = _solutions()
     if solutions is not None:  # CI: the answer must be blank here, the solution must be right
         if answer is not Ellipsis:
@@ -75,7 +110,6 @@ def check(name: str, answer: Any, truth: Any, hint: str = "", tol: float | None 
                                  f"solution in {os.environ[SOLUTIONS_ENV]}")
         if name not in solutions:
             raise AssertionError(f"quiz {name!r}: no solution in {os.environ[SOLUTIONS_ENV]}")
-        caller = inspect.currentframe().f_back
         answer = eval(solutions[name], caller.f_globals, caller.f_locals)  # noqa: S307 - our own solutions file
         if not _equal(answer, truth, tol):
             raise AssertionError(f"quiz {name!r}: the solution {solutions[name]!r} gives {answer!r}, expected {truth!r}")
@@ -83,8 +117,11 @@ def check(name: str, answer: Any, truth: Any, hint: str = "", tol: float | None 
         print(f"  {name}: not answered yet (replace the ... and run the cell again)")
         return False
     ok = _equal(answer, truth, tol)
-    print(f"  {name}: " + ("right" if ok else f"not quite, you said {answer!r}" + (f" (hint: {hint})" if hint else "")))
+    if ok:
+        print(f"  {name}: right" + (f". Why: {why}" if why else ""))
+    else:
+        print(f"  {name}: not quite, you said {answer!r}" + (f" (hint: {hint})" if hint else ""))
     return ok
 
 
-__all__ = ["SOLUTIONS_ENV", "check", "read_solutions"]
+__all__ = ["QUESTIONS_DIR", "SOLUTIONS_ENV", "check", "read_questions", "read_solutions"]

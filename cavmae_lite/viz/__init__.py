@@ -5,6 +5,7 @@ Inputs use the model's conventions (spec §2, §3): an audio clip is a normalise
 matplotlib ``ax`` and return the figure they drew on, with labelled axes, units and colour bars.
 
 Contents
+  architecture   multistream_shapes, plot_multistream (the multi-stream pass of a live model, shapes by hooks)
   inputs         plot_waveform, plot_fbank, plot_frame, plot_frames (patch grid + token indices)
   masking        masked_fbank, masked_frame, plot_mask, plot_masking
   reconstruction unnormalize_patches, reconstruct -> Reconstruction, plot_reconstruction
@@ -17,14 +18,15 @@ Contents
                  draw_patch_grid, frame_to_rgb
   CLI            ``cavmae-lite reconstruct CLIP --checkpoint CKPT --out fig.png`` (cavmae_lite.cli.reconstruct)
 
-Modules: grids (patch grid, frames, colours), audio (waveform, fbank, listening), masks (masking and
-reconstructions), similarity (similarity matrix, temperature), embeddings (PCA map), curves (training curves),
-attention (attention weights, maps over a frame).
+Modules: architecture (the model as boxes and arrows), grids (patch grid, frames, colours), audio (waveform,
+fbank, listening), masks (masking and reconstructions), similarity (similarity matrix, temperature), embeddings
+(PCA map), curves (training curves), attention (attention weights, maps over a frame).
 """
 
 from __future__ import annotations
 
 from ..evaluate import STATS, unnormalize_patches  # the math lives there; re-exported for figures
+from .architecture import multistream_shapes, plot_multistream
 from .attention import attention_weights, capture_attention, plot_frame_map
 from .audio import fbank_to_waveform, plot_fbank, plot_waveform
 from .curves import plot_loss_curves, plot_masking_tradeoff
@@ -73,6 +75,7 @@ __all__ = [
     "frame_to_rgb",
     "masked_fbank",
     "masked_frame",
+    "multistream_shapes",
     "pca_2d",
     "plot_embedding_map",
     "plot_fbank",
@@ -83,6 +86,7 @@ __all__ = [
     "plot_masking_tradeoff",
     "plot_mask",
     "plot_masking",
+    "plot_multistream",
     "plot_reconstruction",
     "plot_similarity",
     "plot_temperature",

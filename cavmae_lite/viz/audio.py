@@ -43,8 +43,8 @@ def add_hz_axis(ax, num_mel_bins: int, sample_rate: int = 16000, low_hz: float =
                 high_hz: float | None = None, ticks_hz=(100, 300, 1000, 2000, 4000, 7000), location: str = "right"):
     """A second y axis in Hz beside a spectrogram whose y axis is the mel bin (bin m drawn over [m, m + 1)).
 
-    A tick at f Hz sits at the height where a filter centred on f would be drawn, so the Hz ticks bunch up
-    towards the top: the mel scale is nearly linear below 700 Hz and logarithmic above. Returns the axis.
+    A tick at f Hz sits at the height where a filter centred on f would be drawn; one mel row covers more Hz the
+    higher it sits (the mel scale is nearly linear below 700 Hz and logarithmic above). Returns the axis.
     """
     lo, delta = _mel_grid(num_mel_bins, sample_rate, low_hz, high_hz)
 

@@ -1,4 +1,4 @@
-"""Explorers for notebooks 04, 05 and 08 (one module per question): measurements as plain functions, figures as
+"""Explorers for notebooks 04, 05, 05b and 08 (one module per question): measurements as plain functions, figures as
 ``render_*`` functions, and thin ipywidgets panels (:class:`cavmae_lite.tutorial.widgets.Panel`) that only wire
 controls to them.
 
@@ -10,13 +10,17 @@ Notebook 04 — does the joint decoder use the other modality?
                              next to the same with a wrong partner;  plot_cross_modal draws it
   render_cross_modal, cross_modal_panel   the four MAE panels with both ratios, the audio mask mode, seed
 
-Notebook 05 — what the contrastive half learned
-  modality_gap, masked_view_embeddings    geometry of the embeddings; the training-time (masked) view
+Notebook 05 — L_c, the temperature and retrieval
+  masked_view_embeddings                  the training-time (masked) view of the embeddings
   top_k, partner_rank, plot_retrieval     one query's top-k candidates (reusable for any score vector, e.g. a
                                           clip of your own against the test set in notebook 08)
   render_retrieval, retrieval_sounds, retrieval_gallery    the gallery with playable sounds
+
+Notebook 05b — what the embeddings know
+  modality_gap                            geometry of the paired embeddings
   ATTRIBUTE_PAIRS, load_attributes, plot_attribute_gallery the default data's generative factors
-  clip_features, attribute_probes, ideal_perceiver_r1      probes from audio / video / joint features, the ceiling
+  attribute_classes, attribute_probes     4-way probes of each factor (notebook 07's protocol: linear_probe)
+  clip_features, ideal_perceiver_r1       pooled audio / video / joint features; the retrieval ceiling
   patch_similarity, joint_attention, object_fraction, source_map_stats, render_source_maps, source_map_panel
 """
 
@@ -38,6 +42,7 @@ from .factors import (
     DISCRETE,
     PROBED,
     RANGES,
+    attribute_classes,
     attribute_groups,
     attribute_probes,
     attribute_table_markdown,
@@ -75,7 +80,7 @@ from .sources import (
 
 __all__ = [
     "ATTRIBUTE_PAIRS", "CONTINUOUS", "CrossModalOutput", "DISCRETE", "GalleryPanel", "PROBED", "RANGES",
-    "attribute_groups", "attribute_probes", "attribute_table_markdown", "audio_player", "clip_features",
+    "attribute_classes", "attribute_groups", "attribute_probes", "attribute_table_markdown", "audio_player", "clip_features",
     "clip_waveform", "cross_modal_forward", "cross_modal_panel", "cross_modal_study", "describe_clip",
     "ideal_perceiver_r1", "joint_attention", "load_attributes", "masked_view_embeddings", "masking_noise",
     "modality_gap", "object_fraction", "partner_rank", "patch_similarity", "plot_attribute_gallery",

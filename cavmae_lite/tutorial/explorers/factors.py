@@ -1,4 +1,4 @@
-"""Notebooks 05 and 07: the default data's generative factors, probes of them, and an ideal perceiver."""
+"""Notebooks 05b and 07: the default data's generative factors, probes of them, and an ideal perceiver."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from ... import viz
 from ...evaluate import linear_probe
 
 # ---------------------------------------------------------------------------------------------------------
-# 05: the default data's generative factors
+# 05b: the default data's generative factors
 # ---------------------------------------------------------------------------------------------------------
 
 # (attribute, in the picture, in the sound, how it is stored in attributes.csv) — see cavmae_lite.data.synthetic
@@ -42,18 +42,27 @@ def attribute_table_markdown() -> str:
 
 
 def load_attributes(dataset) -> dict[str, Tensor]:
-    """The hidden attributes of every item of an ``AVDataset`` of the default data, in item order.
+    """The hidden attributes of every item of an ``AVDataset`` of the default data (or a ``Subset`` of one), in
+    item order.
 
     Reads ``attributes.csv`` beside the manifest. Returns float tensors (N,) per numeric column, ``shape`` as an
     index into ``SHAPES``, ``count`` as an integer, and ``log_aspect`` = log(aspect)."""
+    from torch.utils.data import Subset
+
     from ...data.synthetic import SHAPES
 
+    indices = None  # a Subset (nested too): its items' positions in the underlying dataset
+    while isinstance(dataset, Subset):
+        idx = [int(i) for i in dataset.indices]
+        indices = idx if indices is None else [idx[i] for i in indices]
+        dataset = dataset.dataset
+    ids = list(dataset.video_ids) if indices is None else [dataset.video_ids[i] for i in indices]
     path = Path(dataset.manifest.root) / "attributes.csv"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no attributes.csv (only the default synthetic data has one)")
     with path.open() as f:
         by_id = {r["video_id"]: r for r in csv.DictReader(f)}
-    rows = [by_id[v] for v in dataset.video_ids]
+    rows = [by_id[v] for v in ids]
     out: dict[str, Tensor] = {"shape": torch.tensor([SHAPES.index(r["shape"]) for r in rows]),
                               "count": torch.tensor([int(r["count"]) for r in rows])}
     for key in ("hue", "size", "aspect", "f0_hz", "gain_db", "glide_oct"):
@@ -128,27 +137,51 @@ def ridge_r2(train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tensor, w
     return float(1 - ((pred - y_te) ** 2).sum() / ((y_te - y_te.mean()) ** 2).sum().clamp(min=1e-12))
 
 
-PROBED = {"shape": "accuracy", "count": "accuracy", "hue": "R2", "size": "R2", "log_aspect": "R2"}
+PROBED = ("shape", "count", "hue", "size", "aspect")  # the attributes :func:`attribute_probes` reads, 4 classes each
 
 
-def attribute_probes(train: dict[str, Tensor], test: dict[str, Tensor], train_attrs: dict[str, Tensor],
-                     test_attrs: dict[str, Tensor], features: Sequence[str] = ("audio", "video", "joint")
-                     ) -> dict[str, dict[str, float]]:
-    """A linear probe of each attribute from each kind of frozen feature (:func:`clip_features`).
+def attribute_classes(attr: str, train_values: Tensor, test_values: Tensor) -> tuple[Tensor, Tensor]:
+    """An attribute as a 4-way task (notebook 07's protocol): ``shape`` (0-3) as it is, ``count`` (1-4) minus 1,
+    a continuous attribute (hue, size, aspect) cut into 4 bins at the quartiles of its *training* values (a bin
+    holds the values above its lower edge up to its upper edge). Returns (train labels, test labels), long (N,)."""
+    if attr in DISCRETE:
+        offset = 1 if attr == "count" else 0
+        return train_values.long() - offset, test_values.long() - offset
+    edges = torch.quantile(train_values.double(), torch.tensor([0.25, 0.5, 0.75], dtype=torch.float64))
+    return torch.bucketize(train_values.double(), edges), torch.bucketize(test_values.double(), edges)
 
-    ``shape`` and ``count`` (4 values each): logistic regression, test accuracy (chance 0.25 on balanced data);
-    ``hue``, ``size``, ``log_aspect``: ridge regression, test R^2 (chance 0). Returns {attribute: {feature: score}}.
+
+def attribute_probes(train, test, train_attrs: dict[str, Tensor], test_attrs: dict[str, Tensor],
+                     features: Sequence[str] = ("a", "v", "joint"), attributes: Sequence[str] = PROBED,
+                     cache_dir: str | Path | None = None, **probe_kwargs) -> dict[str, dict[str, float]]:
+    """A linear probe of each attribute from each kind of frozen feature, with notebook 07's protocol.
+
+    Every attribute is a 4-way task (:func:`attribute_classes`); the probe is
+    :func:`cavmae_lite.evaluate.linear_probe` (features standardised with the training statistics, L-BFGS logistic
+    regression), fitted on the training clips and scored by accuracy on the test clips. ``train`` and ``test`` are
+    :class:`~cavmae_lite.evaluate.Embeddings` (``features`` named as in :func:`~cavmae_lite.evaluate.probe_features`:
+    "a", "v", "av", "joint") or dicts name -> (N, D) features. ``cache_dir``: through
+    :func:`cavmae_lite.tutorial.memo.cached_probe` (computed once, then read). ``probe_kwargs`` go to the probe
+    (e.g. ``max_iter``). Returns {attribute: {feature: test accuracy, ..., "majority": the share of the test
+    clips' most frequent class}}: the accuracy of always answering that class, the bar a probe must clear.
     """
+    from ...evaluate import Embeddings, probe_features
+
+    def feature(side, f: str) -> Tensor:
+        return probe_features(side, f) if isinstance(side, Embeddings) else side[f]
+
+    def probe(x_tr: Tensor, y_tr: Tensor, x_te: Tensor, y_te: Tensor) -> float:
+        if cache_dir is None:
+            return linear_probe(x_tr, y_tr, x_te, y_te, num_classes=4, **probe_kwargs)["accuracy"]
+        from ..memo import cached_probe
+
+        return cached_probe(cache_dir, x_tr, y_tr, x_te, y_te, num_classes=4, **probe_kwargs)[0]["accuracy"]
+
     out: dict[str, dict[str, float]] = {}
-    for attr, metric in PROBED.items():
-        out[attr] = {}
-        for f in features:
-            if metric == "accuracy":
-                y_tr, y_te = train_attrs[attr].long(), test_attrs[attr].long()
-                y_tr, y_te = y_tr - int(y_tr.min()), y_te - int(y_tr.min())  # count 1..4 -> 0..3
-                out[attr][f] = linear_probe(train[f], y_tr, test[f], y_te, num_classes=4)["accuracy"]
-            else:
-                out[attr][f] = ridge_r2(train[f], train_attrs[attr], test[f], test_attrs[attr])
+    for attr in attributes:
+        y_tr, y_te = attribute_classes(attr, train_attrs[attr], test_attrs[attr])
+        out[attr] = {f: probe(feature(train, f), y_tr, feature(test, f), y_te) for f in features}
+        out[attr]["majority"] = float(torch.bincount(y_te, minlength=4).max()) / len(y_te)
     return out
 
 

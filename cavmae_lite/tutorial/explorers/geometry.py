@@ -1,4 +1,4 @@
-"""Shared and notebook 05: which clips the shipped model saw, and the geometry of its embeddings."""
+"""Shared, notebooks 05 and 05b: which clips the shipped model saw, and the geometry of its embeddings."""
 
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ def split_seen_in_training(data_dir: str | Path, card: dict[str, Any]) -> bool |
     """Were the test clips of the synthetic dataset at ``data_dir`` among the clips the zoo model of ``card`` was
     trained on? The generator renders clip k from (seed, k); its stamp records each split's first index (a set made
     before that numbering put a small set's test clips right after its train and val clips, inside the full train
-    split). None when unknown (no ``synthetic.json``: not the synthetic data)."""
+    split; a train split larger than the default one continues after the test block, see
+    :func:`cavmae_lite.data.synthetic.train_index`). None when unknown (no ``synthetic.json``: not the synthetic data)."""
     import json
 
     stamp = Path(data_dir) / "synthetic.json"
@@ -29,8 +30,12 @@ def split_seen_in_training(data_dir: str | Path, card: dict[str, Any]) -> bool |
     syn, data = json.loads(stamp.read_text()), card["recipe"]["data"]
     if syn.get("generator") != data.get("generator") or syn.get("seed") != data.get("seed"):
         return False
+    from ...data.synthetic import train_index
+
     first_test = syn.get("first_index", {}).get("test", syn["splits"]["train"] + syn["splits"]["val"])  # test00000
-    return first_test < data["sizes"][0]  # the model saw clips 0 .. sizes[0] - 1 (its train split)
+    n_train, n_val, n_test = data["sizes"]
+    seen = {train_index(k, n_val, n_test) for k in range(n_train)}  # generator indices of the model's train clips
+    return any(first_test + k in seen for k in range(syn["splits"]["test"]))
 
 
 
