@@ -282,6 +282,7 @@ class TrainConfig:
     contrast_negatives: str | None = None
     bidirectional_contrast: bool | None = None
     contrast_groups: int = 1
+    pairs_per_clip: int = 1  # CAV-MAE Sync: (frame, segment) pairs drawn per clip, batch_size * this per step
     init: str | None = None
     keep_epochs: bool = False
     eval_retrieval: bool = True
@@ -298,9 +299,9 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.betas = tuple(float(b) for b in self.betas)  # JSON gives lists
-        if self.batch_size <= 0 or self.grad_accum <= 0:
-            raise ValueError(f"TrainConfig.batch_size and grad_accum must be positive, got {self.batch_size}, "
-                             f"{self.grad_accum}")
+        if min(self.batch_size, self.grad_accum, self.pairs_per_clip) <= 0:
+            raise ValueError(f"TrainConfig.batch_size, grad_accum and pairs_per_clip must be positive, got "
+                             f"{self.batch_size}, {self.grad_accum}, {self.pairs_per_clip}")
         if self.lr <= 0:
             raise ValueError(f"TrainConfig.lr must be > 0, got {self.lr}")
         if self.schedule not in SCHEDULES:
@@ -350,8 +351,7 @@ class TrainConfig:
         them (a constant factor 4 that Adam all but ignores). Under DDP each process keeps its own
         4 groups of 12 (pass ``contrast_groups=1`` and ``batch_size=12`` per process on 4 GPUs for the same total
         batch). Precision stays ``auto``; pass ``amp="fp16"`` for the released runs' fp16 autocast + GradScaler.
-        Start from ``init=`` an ImageNet MAE ViT-B checkpoint as they did.
-        ``official``: same as base.
+        Start from ``init=`` an ImageNet MAE ViT-B checkpoint as they did. ``official``: same as base.
 
         ``sync-base``: CAV-MAE Sync as in the authors' development scripts (not the paper, which states none):
         Adam, lr 2e-4, betas (0.95, 0.999), weight decay 5e-7, warm-up over 10 % of the steps then cosine to

@@ -4,11 +4,14 @@
     model = zoo.pretrained_tiny()                       # the retrieval model: weights/tiny.safetensors (fp16)
     recon = zoo.pretrained_tiny(mask_ratio=0.75)        # the reconstruction model: weights/tiny-mask75.safetensors
     model, card = zoo.pretrained_tiny_info()            # ... and its card: recipe, machine, wall time, metrics
+    sync = zoo.pretrained_tiny_sync()                   # a tiny CAV-MAE Sync: weights/tiny-sync.safetensors
 
 Two models, because at this scale the two losses want different masking (notebook 06 measures it): ``tiny``
 (:data:`NAME`), trained at 30 % masking with ``norm_pix_loss``, for embeddings and retrieval (notebooks 05, 07, 08);
 ``tiny-mask75`` (:data:`MASK75`), trained at the paper's 75 % with 8-px patches and without ``norm_pix_loss``, for
 every reconstruction picture at 75 % (notebooks 04, 06, 08, the README figure, ``cavmae-lite reconstruct``).
+Beside them ``tiny-sync`` (:data:`SYNC`), a tiny CAV-MAE Sync trained on the events variant of the synthetic data
+(object b lights up while beep b sounds, 16 frames a clip) for notebook 09, with the same budget as ``tiny``.
 
 Each is built by ``cavmae-lite zoo build --name NAME`` (``make zoo`` builds both) with its recorded :func:`recipe` —
 ``CAVMAEConfig.tiny()`` with the :data:`MODELS` size overrides, ``TrainConfig.preset("tiny")`` with its build
@@ -37,13 +40,14 @@ from typing import Any
 import torch
 
 from .checkpoints import atomic_write, load_pretrained, save_safetensors
-from .config import CAVMAEConfig, TrainConfig
+from .config import CAVMAEConfig, CAVMAESyncConfig, TrainConfig
 from .model import CAVMAE
 
 ZOO_VERSION = 2
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 NAME = "tiny"  # the retrieval model, what pretrained_tiny() loads
 MASK75 = "tiny-mask75"  # the reconstruction model, pretrained_tiny(mask_ratio=0.75)
+SYNC = "tiny-sync"  # CAV-MAE Sync, pretrained_tiny_sync()
 # The retrieval model's training budget and logging, on top of TrainConfig.preset("tiny") (the ten-minute recipe's
 # settings): the same model and losses, trained longer. The shipped weights were trained before the ten-minute
 # recipe moved to InfoNCE temperature 0.1 and mask ratio 0.15: the build keeps the model's own temperature,
@@ -60,20 +64,29 @@ BUILD_TRAIN: dict[str, Any] = {"max_steps": 5000, "warmup_steps": 100, "log_ever
 BUILD_TRAIN_MASK75: dict[str, Any] = {"max_steps": 3000, "warmup_steps": 100, "log_every": 25,
                                       "contrast_temperature": None, "mask_ratio_a": 0.75, "mask_ratio_v": 0.75}
 MODEL_MASK75: dict[str, Any] = {"patch_size": 8, "decoder_depth": 1, "norm_pix_loss": False}
-# name -> (TrainConfig.preset("tiny") overrides, CAVMAEConfig.tiny() overrides)
+# The Sync model: TrainConfig.preset("sync-tiny") (the tiny recipe, 4 moments of each clip per step) for the
+# retrieval model's budget, 5,000 steps of 128 pairs.
+BUILD_TRAIN_SYNC: dict[str, Any] = {"max_steps": 5000, "warmup_steps": 100, "log_every": 25}
+# name -> (TrainConfig.preset("tiny") overrides, CAVMAEConfig.tiny() overrides); SYNC: the "sync-tiny" preset and
+# CAVMAESyncConfig.tiny()
 MODELS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {NAME: (BUILD_TRAIN, {}),
-                                                             MASK75: (BUILD_TRAIN_MASK75, MODEL_MASK75)}
+                                                             MASK75: (BUILD_TRAIN_MASK75, MODEL_MASK75),
+                                                             SYNC: (BUILD_TRAIN_SYNC, {})}
 # name -> (train, val, test) clips of the synthetic data it trains on. The retrieval model trains on 15,000 clips:
 # on the default 3,000 it fit its training pairs (in-batch accuracy 0.94 after 4,000 steps) far better than held-out
 # ones (test R@1 0.45 / 0.47); on 15,000, 5,000 steps reach 0.785 / 0.770. The extra clips continue the generator
 # after the test block (data.synthetic.train_index): val and test are the default set's clips.
-DATA_SIZES: dict[str, tuple[int, int, int]] = {NAME: (15000, 300, 600), MASK75: (3000, 300, 600)}
+DATA_SIZES: dict[str, tuple[int, int, int]] = {NAME: (15000, 300, 600), MASK75: (3000, 300, 600),
+                                               SYNC: (15000, 300, 600)}
+SYNC_FRAMES = 16  # frames stored per clip of the Sync model's events data (the Sync authors' extraction)
+SYNC_CLIP_SCORE = "diagonal_mean"  # the clip score quoted for the Sync model (its card has all four)
 # Settings that change where and how fast a build runs, not what it learns: left out of the recipe key.
 _MACHINE_KEYS = ("threads", "device", "num_workers", "log_every", "checkpoint_every", "compile", "deterministic",
                  "keep_epochs", "eval_retrieval")
 # Settings added to TrainConfig after the card was written, at the value that trains exactly as before: left out
 # of the recipe key while they keep that value (a build with another value gets another key).
-_NEUTRAL = {"contrast_groups": 1, "init": None, "contrast_temperature": None, "warmup_fraction": None}
+_NEUTRAL = {"contrast_groups": 1, "init": None, "contrast_temperature": None, "warmup_fraction": None,
+            "pairs_per_clip": 1}
 
 
 def _check_name(name: str) -> str:
@@ -85,14 +98,18 @@ def _check_name(name: str) -> str:
 def recipe(name: str = NAME) -> dict[str, Any]:
     """Everything that determines a shipped model's weights: model sizes, training settings and the data's
     generator."""
-    from .data.synthetic import GENERATOR
+    from .data.synthetic import EVENTS, GENERATOR
 
     build_train, model_sets = MODELS[_check_name(name)]
-    train = TrainConfig.preset("tiny", **build_train).to_dict()
-    return {"zoo_version": ZOO_VERSION, "name": name, "model": CAVMAEConfig.tiny(**model_sets).to_dict(),
+    sync = name == SYNC
+    train = TrainConfig.preset("sync-tiny" if sync else "tiny", **build_train).to_dict()
+    model = (CAVMAESyncConfig if sync else CAVMAEConfig).tiny(**model_sets).to_dict()
+    data = {"generator": GENERATOR, "seed": 0, "sizes": list(DATA_SIZES[name]), "split": "train"}
+    if sync:
+        data.update(events=EVENTS, num_frames=SYNC_FRAMES)
+    return {"zoo_version": ZOO_VERSION, "name": name, "model": model,
             "train": {k: v for k, v in train.items()
-                      if k not in _MACHINE_KEYS and not (k in _NEUTRAL and v == _NEUTRAL[k])},
-            "data": {"generator": GENERATOR, "seed": 0, "sizes": list(DATA_SIZES[name]), "split": "train"}}
+                      if k not in _MACHINE_KEYS and not (k in _NEUTRAL and v == _NEUTRAL[k])}, "data": data}
 
 
 def recipe_key(r: dict[str, Any] | str | None = None) -> str:
@@ -122,7 +139,7 @@ def name_for(mask_ratio: float | None = None) -> str:
     """The zoo model trained at ``mask_ratio`` (both modalities); None: the retrieval model."""
     if mask_ratio is None:
         return NAME
-    trained = {n: (b["mask_ratio_a"], b["mask_ratio_v"]) for n, (b, _) in MODELS.items()}
+    trained = {n: (b["mask_ratio_a"], b["mask_ratio_v"]) for n, (b, _) in MODELS.items() if n != SYNC}
     for n, ratios in trained.items():
         if ratios == (mask_ratio, mask_ratio):
             return n
@@ -165,6 +182,25 @@ def pretrained_tiny(device: str | torch.device = "cpu", directory: str | Path | 
     return pretrained_tiny_info(device, directory, mask_ratio)[0]
 
 
+def pretrained_tiny_sync_info(device: str | torch.device = "cpu", directory: str | Path | None = None):
+    """The shipped tiny CAV-MAE Sync (fp32, eval mode) and its card (with ``path``). Warns when stale."""
+    path = weights_path(directory, SYNC)
+    if not path.is_file():
+        raise FileNotFoundError(f"the tutorial model {path} is missing: build it with `cavmae-lite zoo build --name "
+                                f"{SYNC}`")
+    model, card = load_pretrained(path), read_card(directory, SYNC)
+    if not card_is_current(card):
+        warnings.warn(f"{path.name} was trained with another recipe or data generator than this code's "
+                      f"(card {card.get('recipe_key')}, code {recipe_key(SYNC)}): rebuild it", stacklevel=2)
+    return model.to(device).eval(), {**card, "path": path}
+
+
+def pretrained_tiny_sync(device: str | torch.device = "cpu", directory: str | Path | None = None):
+    """The shipped tiny :class:`~cavmae_lite.sync.CAVMAESync`, trained on the events variant of the synthetic data
+    (``make-data synthetic --events --frames 16``), in eval mode."""
+    return pretrained_tiny_sync_info(device, directory)[0]
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Building the shipped model
 # ---------------------------------------------------------------------------------------------------------
@@ -191,6 +227,29 @@ def evaluate_model(model: CAVMAE, data_dir: str | Path, split: str = "test") -> 
             "reconstruction": {k: round(v, 4) for k, v in rec.items()}}
 
 
+def _rounded(report: Any) -> Any:
+    if isinstance(report, dict):
+        return {k: _rounded(v) for k, v in report.items()}
+    return round(report, 4) if isinstance(report, float) else report
+
+
+def evaluate_sync_model(model, data_dir: str | Path, split: str = "test") -> dict[str, Any]:
+    """The Sync card's metrics on ``split`` of its events data: frame- and clip-level retrieval and temporal
+    localisation of the model, and of the shipped CAV-MAE (:func:`pretrained_tiny`, whole-clip audio against every
+    frame) on the same pairs."""
+    from .data import load_pair_dataset
+    from .data.synthetic import frame_events
+    from .evaluate import sync_retrieval
+
+    ds = load_pair_dataset(data_dir, model.config, split, mode="retrieval")
+    events = frame_events(data_dir, list(ds.video_ids), model.config.num_frames)
+    out = {"split": split, "n": len(ds), "sync": sync_retrieval(model, ds, device="cpu", events=events)}
+    if weights_path(None, NAME).is_file():
+        base = pretrained_tiny()
+        out["cavmae_tiny"] = sync_retrieval(base, ds, device="cpu", clip_audio=True, events=events)
+    return _rounded(out)
+
+
 def training_data(name: str = NAME, data_dir: str | Path | None = None, progress: bool = True) -> Path:
     """The synthetic set model ``name`` trains on, built (with its tiny-config cache) if missing: the default set,
     or for a larger train split ``data/synthetic-train<N>`` beside it (val and test: the default set's clips).
@@ -198,12 +257,14 @@ def training_data(name: str = NAME, data_dir: str | Path | None = None, progress
     from .data import build_cache, ensure_default_dataset, open_cache, read_manifest
     from .data.synthetic import FULL_SIZES, default_data_dir, make_synthetic
 
-    sizes = DATA_SIZES[_check_name(name)]
-    if sizes == tuple(FULL_SIZES):
+    sizes, sync = DATA_SIZES[_check_name(name)], name == SYNC
+    if sizes == tuple(FULL_SIZES) and not sync:
         return ensure_default_dataset(data_dir)
-    out = Path(data_dir) if data_dir else default_data_dir().with_name(f"synthetic-train{sizes[0]}")
+    folder = f"synthetic-sync{sizes[0]}" if sync else f"synthetic-train{sizes[0]}"
+    out = Path(data_dir) if data_dir else default_data_dir().with_name(folder)
     if not (out / "manifest.json").is_file():
-        make_synthetic(out, 0, *sizes, mp4=0, progress=progress)
+        frames = {"num_frames": SYNC_FRAMES, "events": True} if sync else {}
+        make_synthetic(out, 0, *sizes, mp4=0, progress=progress, **frames)
     if (out / "synthetic.json").is_file() and open_cache(read_manifest(out), CAVMAEConfig.tiny()) is None:
         build_cache(out, CAVMAEConfig.tiny(), progress=progress)
     return out
@@ -216,7 +277,8 @@ def _data_matches(name: str, data_dir: Path) -> bool:
         return False
     info = json.loads(stamp.read_text())
     sizes = [info["splits"][k] for k in ("train", "val", "test")]
-    return info.get("generator") == recipe(name)["data"]["generator"] and sizes == list(DATA_SIZES[name])
+    return (info.get("generator") == recipe(name)["data"]["generator"] and sizes == list(DATA_SIZES[name])
+            and info.get("events", False) == recipe(name)["data"].get("events", False))
 
 
 def build(out_dir: str | Path | None = None, data_dir: str | Path | None = None, device: str = "auto",
@@ -228,18 +290,22 @@ def build(out_dir: str | Path | None = None, data_dir: str | Path | None = None,
     max_steps: override the recipe's budget (the card then no longer matches it; for trials and tests).
     run_dir: keep the full-precision training checkpoint there (resumable with the same call). Returns the card.
     """
-    from .data import load_dataset
+    from .config import config_from_dict
+    from .data import load_dataset, load_pair_dataset
     from .train import pretrain
 
     t0 = time.time()
     r = recipe(name)
     data_dir = training_data(name, data_dir)
-    config = CAVMAEConfig.from_dict(r["model"])
+    config = config_from_dict(r["model"])
     extra = {"threads": threads, "device": device, "log_every": MODELS[name][0]["log_every"]}
     if max_steps is not None:
         extra["max_steps"] = max_steps
     tc = TrainConfig.from_dict(r["train"], **extra)
-    train = load_dataset(data_dir, config=config, split="train", train=True, seed=tc.seed)
+    if name == SYNC:
+        train = load_pair_dataset(data_dir, config, "train", seed=tc.seed, pairs_per_clip=tc.pairs_per_clip)
+    else:
+        train = load_dataset(data_dir, config=config, split="train", train=True, seed=tc.seed)
     result = pretrain(config, tc, train, out_dir=run_dir, resume=run_dir is not None, progress=progress)
     device_used = next(result.model.parameters()).device  # before .cpu(), which moves the module in place
     model = result.model.float().cpu().eval()
@@ -251,7 +317,7 @@ def build(out_dir: str | Path | None = None, data_dir: str | Path | None = None,
             "steps": result.step, "amp": result.amp, "wall_minutes": round((time.time() - t0) / 60, 2),
             "torch": torch.__version__, "machine": _machine(device_used),
             "built": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-            "metrics": evaluate_model(model, data_dir),
+            "metrics": evaluate_sync_model(model, data_dir) if name == SYNC else evaluate_model(model, data_dir),
             "history": [{k: (round(v, 5) if isinstance(v, float) else v) for k, v in h.items()}
                         for h in result.history]}
     write_weights(model, card["recipe_key"], out_dir, name)
@@ -270,6 +336,7 @@ def write_weights(model: CAVMAE, key: str | None, directory: str | Path | None =
     return save_safetensors(half, weights_path(directory, name), metadata=meta)
 
 
-__all__ = ["BUILD_TRAIN", "BUILD_TRAIN_MASK75", "DATA_SIZES", "MASK75", "MODELS", "MODEL_MASK75", "NAME", "build", "card_is_current", "card_path", "evaluate_model", "name_for", "pretrained_tiny",
-           "pretrained_tiny_info", "read_card", "recipe", "recipe_key", "training_data", "weights_path",
+__all__ = ["BUILD_TRAIN", "BUILD_TRAIN_MASK75", "BUILD_TRAIN_SYNC", "DATA_SIZES", "MASK75", "MODELS", "MODEL_MASK75",
+           "NAME", "SYNC", "build", "card_is_current", "card_path", "evaluate_model", "evaluate_sync_model", "name_for",
+           "pretrained_tiny", "pretrained_tiny_info", "pretrained_tiny_sync", "pretrained_tiny_sync_info", "read_card", "recipe", "recipe_key", "training_data", "weights_path",
            "write_weights"]

@@ -50,8 +50,21 @@ def test_events_variant_lights_the_object_of_each_beep(tmp_path):
     from cavmae_lite.data import make_synthetic
     from cavmae_lite.data.synthetic_clip import frame_times, lit_object, make_clip
 
-    plain, lit = make_clip(0, 7, 16), make_clip(0, 7, 16, events=True)
-    assert np.array_equal(plain["wave"], lit["wave"]) and plain["beeps"] == lit["beeps"]
+    from cavmae_lite.data.synthetic_clip import EVENTS, SR, object_positions
+
+    plain, lit = make_clip(0, 11, 16), make_clip(0, 11, 16, events=True)  # three beeps of a sine
+    assert plain["beeps"] == lit["beeps"] and len(lit["beeps"]) == 3
+    during = np.zeros(plain["wave"].size, bool)
+    for start, dur in lit["beeps"]:
+        during[int(round(start * SR)) : int(round((start + dur) * SR))] = True
+    assert np.array_equal(plain["wave"][~during], lit["wave"][~during])  # the same noise between beeps
+    # beep b sounds higher the higher object b sits (smaller y): the zero-crossing rate orders them
+    pitch, height = [], []
+    for b, (start, dur) in enumerate(lit["beeps"]):
+        seg = lit["wave"][int(start * SR) : int((start + dur) * SR)]
+        pitch.append(np.mean(np.diff(np.sign(seg)) != 0))
+        height.append(-object_positions(lit["layout"], start)[b, 1])
+    assert np.argsort(pitch).tolist() == np.argsort(height).tolist()
     which = [lit_object(lit["beeps"], t) for t in frame_times(16)]
     assert any(b is not None for b in which) and any(b is None for b in which)
     for b, f0, f1 in zip(which, plain["frames"], lit["frames"]):
@@ -61,7 +74,7 @@ def test_events_variant_lights_the_object_of_each_beep(tmp_path):
     out = make_synthetic(tmp_path / "ev", 0, 2, 1, 1, num_frames=16, mp4=1, workers=1, progress=False, events=True)
     import json
 
-    assert json.loads((out / "synthetic.json").read_text())["events"] is True
+    assert json.loads((out / "synthetic.json").read_text())["events"] == EVENTS
 
 
 def test_pair_dataset_cuts_each_frames_segment(tmp_path):

@@ -85,7 +85,8 @@ def _sync_retrieval(args: argparse.Namespace, model, eval_data, eval_split, devi
     from ..evaluate import sync_retrieval
 
     ds = load_pair_dataset(eval_data, model.config, eval_split, mode="retrieval")
-    out = {"sync": sync_retrieval(model, ds, args.batch_size or 8, device)}
+    events = _events_of(eval_data, ds)
+    out = {"sync": sync_retrieval(model, ds, args.batch_size or 8, device, events=events)}
     if args.compare:
         base = load_pretrained(args.compare)
         whole = base.config.audio_length == model.config.clip_length
@@ -94,20 +95,35 @@ def _sync_retrieval(args: argparse.Namespace, model, eval_data, eval_split, devi
 
             raise UserError(f"--compare: the CAV-MAE's audio_length {base.config.audio_length} is neither the clip "
                             f"length {model.config.clip_length} nor the segment length {model.config.audio_length}")
-        out["cavmae"] = sync_retrieval(base, ds, args.batch_size or 8, device, clip_audio=whole)
+        out["cavmae"] = sync_retrieval(base, ds, args.batch_size or 8, device, clip_audio=whole, events=events)
         out["cavmae"]["audio"] = "whole clip" if whole else "segment"
     if args.json:
         print(json.dumps(out))
         return 0
     for name, rep in out.items():
         loc = rep["localisation"]
+        event = loc.get("event")
         print(f"== {name}: {rep['n_clips']} clips x {rep['frames_per_clip']} frames; localisation "
-              f"{loc['accuracy']:.3f} (chance {loc['chance']:.3f}), frame-level:")
+              f"{loc['accuracy']:.3f} (chance {loc['chance']:.3f}), within one frame {loc['within_one']:.3f} (chance "
+              f"{loc['chance_within_one']:.3f})" + (f", same event {event['accuracy']:.3f} (chance "
+              f"{event['chance']:.3f}, {event['n']} segments)" if event else "") + "; frame-level:")
         print(_fmt_retrieval(rep["frame"]))
         for strategy, m in rep["clip"].items():
             print(f"clip-level, {strategy}:")
             print(_fmt_retrieval(m))
     return 0
+
+
+def _events_of(data_dir, ds):
+    """(N, T) lit object per moment when ``data_dir`` is an events-variant synthetic set, else None."""
+    from pathlib import Path
+
+    from ..data.synthetic import frame_events
+
+    stamp = Path(data_dir) / "synthetic.json"
+    if not stamp.is_file() or not json.loads(stamp.read_text()).get("events"):
+        return None
+    return frame_events(data_dir, list(ds.video_ids), ds.config.num_frames)
 
 
 # ----- embed -----------------------------------------------------------------------------------------------

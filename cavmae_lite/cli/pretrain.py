@@ -34,6 +34,8 @@ _FLAGS = {
     "negatives": (str, "global (gather across ranks) or local (official per-GPU negatives)"),
     "contrast_groups": (int, "split each process's batch into G InfoNCE groups, as the official 4-GPU runs did "
                         "(base: 4 groups of 12; default 1)"),
+    "pairs_per_clip": (int, "CAV-MAE Sync: (frame, segment) pairs per clip and step, distinct moments that are each "
+                       "other's negatives (sync-tiny: 4; the release: 1)"),
     "init": (str, "start a new run from these weights: one of our checkpoints / run dirs, an official CAV-MAE "
              ".pth, or an ImageNet MAE ViT-B .pth (adapted to two streams); ignored on --resume"),
     "eval_retrieval": (lambda s: s.lower() in ("1", "true", "yes", "on"),
@@ -152,7 +154,8 @@ def _datasets(args: argparse.Namespace, config, tc):
             raise UserError("--eval-data is not supported with --model sync yet: evaluate the run with "
                             "`cavmae-lite evaluate retrieval` on its checkpoint")
         split = resolve_split(data_dir, args.split, "train")
-        return load_pair_dataset(data_dir, config, split, mode="train", seed=tc.seed), None
+        return load_pair_dataset(data_dir, config, split, mode="train", seed=tc.seed,
+                                 pairs_per_clip=tc.pairs_per_clip), None
     dataset = load_dataset(data_dir, config=config, split=resolve_split(data_dir, args.split, "train"), train=True,
                            seed=tc.seed, label_csv=args.labels)
     eval_set = None

@@ -12,7 +12,8 @@ def add_zoo_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="zoo_command", metavar="ACTION", required=True)
     b = sub.add_parser("build", help="train a tutorial model with its recorded recipe and write weights + card")
     b.add_argument("--name", default=NAME, choices=sorted(MODELS),
-                   help=f"which model (default {NAME}, the retrieval model; tiny-mask75: trained at 75 %% masking)")
+                   help=f"which model (default {NAME}, the retrieval model; tiny-mask75: trained at 75 %% masking; "
+                   "tiny-sync: CAV-MAE Sync on the events data)")
     b.add_argument("--out", help="folder for <name>.safetensors and <name>.json (default: the package's weights/)")
     b.add_argument("--data", help="default synthetic dataset folder (built if missing)")
     b.add_argument("--device", default="auto", help="auto, cpu, cuda ...")

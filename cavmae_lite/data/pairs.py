@@ -6,7 +6,10 @@ that stores K != T frames (CAV-MAE's extraction keeps 10) uses stored frame floo
 below that moment (the released loader instead reads missing files as zeros or repeats frame 9).
 
 Modes, as the released loader's: ``"train"`` one random frame per clip and access, ``"eval"`` frame T // 2,
-``"retrieval"`` all T pairs of a clip stacked: audio (T, L, F), video (T, 3, H, W).
+``"retrieval"`` all T pairs of a clip stacked: audio (T, L, F), video (T, 3, H, W). ``pairs_per_clip`` P > 1 (train
+mode, this project's option, not the release's) draws P distinct moments of a clip, stacked (P, L, F) and
+(P, 3, H, W): the clip's other moments are then negatives of the contrastive loss, which is what asks a model to
+tell the moments of one clip apart.
 """
 
 from __future__ import annotations
@@ -26,10 +29,13 @@ MODES = ("train", "eval", "retrieval")
 class PairDataset(Dataset):
     """(frame, segment) pairs of the clips of an :class:`~.datasets.AVDataset` read at the clip length."""
 
-    def __init__(self, clips, config, mode: str = "train"):
+    def __init__(self, clips, config, mode: str = "train", pairs_per_clip: int = 1):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        self.clips, self.config, self.mode = clips, config, mode
+        if not 1 <= pairs_per_clip <= config.num_frames or (pairs_per_clip > 1 and mode != "train"):
+            raise ValueError(f"pairs_per_clip must be in [1, num_frames={config.num_frames}] and > 1 only in train "
+                             f"mode, got {pairs_per_clip} in mode {mode!r}")
+        self.clips, self.config, self.mode, self.pairs_per_clip = clips, config, mode, pairs_per_clip
         self.video_ids = clips.video_ids
 
     def __len__(self) -> int:
@@ -57,20 +63,22 @@ class PairDataset(Dataset):
         if self.mode == "retrieval":
             frames = list(range(T))
         elif self.mode == "train":
-            frames = [int(torch.randint(0, T, (1,), generator=self.clips.item_generator()))]
+            frames = torch.randperm(T, generator=self.clips.item_generator())[: self.pairs_per_clip].tolist()
         else:
             frames = [T // 2]
         audio = cut_segments(fbank, T, self.config.audio_length, frames)  # (T', L, F)
         video = normalize_frame(np.stack([self.clips.frame_uint8(index, self.stored_frame(index, f)) for f in frames]))
-        if self.mode != "retrieval":
+        stacked = self.mode == "retrieval" or self.pairs_per_clip > 1
+        if not stacked:
             audio, video = audio[0], video[0]
-        label = self.clips.labels[index]
-        return {"audio": audio, "video": video, "frame": torch.tensor(frames if self.mode == "retrieval" else frames[0]),
+        first = self.clips.label_indices(index)[:1]  # one clip's label (``clips.labels`` builds all N)
+        label = first[0] if first else -1
+        return {"audio": audio, "video": video, "frame": torch.tensor(frames if stacked else frames[0]),
                 "label": int(label), "video_id": self.video_ids[index], "index": index}
 
 
 def load_pair_dataset(data_dir, config, split: str | None = None, mode: str = "train", cache="auto", seed: int = 0,
-                      noise: bool = False, norm="audioset") -> PairDataset:
+                      noise: bool = False, norm="audioset", pairs_per_clip: int = 1) -> PairDataset:
     """(frame, segment) pairs of ``data_dir`` for a :class:`~cavmae_lite.config.CAVMAESyncConfig`.
 
     The clips are read at ``config.clip_length`` fbank frames (so a tiny-config cache at that length is used).
@@ -82,7 +90,7 @@ def load_pair_dataset(data_dir, config, split: str | None = None, mode: str = "t
     clip_config = config.replace(audio_length=config.clip_length)
     clips = load_dataset(data_dir, clip_config, split, train=mode == "train", cache=cache, seed=seed, noise=noise,
                          norm=norm)
-    return PairDataset(clips, config, mode)
+    return PairDataset(clips, config, mode, pairs_per_clip)
 
 
 __all__ = ["MODES", "PairDataset", "load_pair_dataset"]

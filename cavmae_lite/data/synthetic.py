@@ -38,6 +38,7 @@ from .manifest import write_labels, write_manifest
 from .pool import resolve_workers, run_parallel
 from .synthetic_clip import (
     DURATION,
+    EVENTS,
     IMG,
     MAX_COUNT,
     NUM_FRAMES,
@@ -45,7 +46,10 @@ from .synthetic_clip import (
     SR,
     TIMBRES,
     draw_attributes,
+    frame_times,
+    lit_object,
     make_clip,
+    render_audio,
     write_mp4,
 )
 
@@ -202,7 +206,7 @@ def make_synthetic(
     info = {"generator": GENERATOR, "seed": seed, "splits": {"train": num_train, "val": num_val, "test": num_test},
             "first_index": first_indices(num_train, num_val),
             "train_beyond_full_from": train_index(FULL_SIZES[0], num_val, num_test),
-            "only": only, "events": events,
+            "only": only, "events": EVENTS if events else False,
             "num_frames": num_frames, "eval_frame": num_frames // 2, "img_size": IMG, "sample_rate": SR,
             "duration_s": DURATION, "label": "shape x count", "mp4": sorted(mp4_ids)}
     _write_index(tmp, [row for chunk in chunks for row in chunk], info)
@@ -268,6 +272,35 @@ def ensure_default_dataset(path: str | Path | None = None, cache: bool = True, q
     return out
 
 
+def frame_events(data_dir: str | Path, video_ids: list[str], num_frames: int) -> "np.ndarray":
+    """(N, T) int: which object is lit in moment t of T = ``num_frames`` of each clip of an events-variant synthetic
+    set (-1: none), from the generator (the beep times are redrawn, nothing is rendered). Moment t shows stored frame
+    floor(t * K / T) of the K written, as :class:`~.pairs.PairDataset` reads it."""
+    import numpy as np
+
+    from .video import frame_indices
+
+    stamp = Path(data_dir) / "synthetic.json"
+    info = json.loads(stamp.read_text()) if stamp.is_file() else {}
+    if not info.get("events"):
+        raise ValueError(f"{data_dir} is not an events-variant synthetic set (make-data synthetic --events): its "
+                         "clips have no lit moments to localise")
+    index = {vid: i for i, vid, _ in plan_clips(*(info["splits"][k] for k in SPLIT_NAMES))[0]}
+    missing = [v for v in video_ids if v not in index]
+    if missing:
+        raise ValueError(f"{len(missing)} video ids are not clips of {data_dir}, e.g. {missing[:3]}")
+    K = info["num_frames"]
+    times = [frame_times(K)[s] for s in frame_indices(K, num_frames)]
+    out = np.full((len(video_ids), num_frames), -1, dtype=np.int64)
+    for n, vid in enumerate(video_ids):
+        rng = np.random.default_rng([info["seed"], index[vid]])
+        _, _, beeps = render_audio(draw_attributes(rng), rng)  # the same draws, in order, as make_clip's
+        for t, time in enumerate(times):
+            lit = lit_object(beeps, time)
+            out[n, t] = -1 if lit is None else lit
+    return out
+
+
 __all__ = ["FAST_SIZES", "FULL_SIZES", "GENERATOR", "MAX_COUNT", "NUM_FRAMES", "SHAPES", "TIMBRES", "class_mids",
-           "default_data_dir", "draw_attributes", "ensure_default_dataset", "fast_mode", "first_indices", "make_clip",
+           "default_data_dir", "draw_attributes", "ensure_default_dataset", "fast_mode", "first_indices", "frame_events", "make_clip",
            "make_synthetic", "plan_clips", "train_index"]

@@ -20,6 +20,8 @@ SCENE_FPS = 10  # the scene's time base: frame i of K shows time floor(i * 26 / 
 SHAPES = ("circle", "square", "triangle", "star")
 TIMBRES = ("sine", "square", "saw", "bell")
 MAX_COUNT = 4
+EVENTS = "lit, pitch by height v1"  # the events variant's version, in synthetic.json
+EVENT_OCTAVES = 1.0  # events variant: beep b sounds this many octaves higher per frame height its object sits higher
 
 _PARTIALS = {  # (frequency ratio, weight); weights renormalised to equal RMS
     "sine": [(1.0, 1.0)],
@@ -45,8 +47,11 @@ def draw_attributes(rng: np.random.Generator) -> dict:
 # ----- audio -------------------------------------------------------------------------------------------------
 
 
-def render_audio(attr: dict, rng: np.random.Generator) -> tuple[np.ndarray, dict, list[tuple[float, float]]]:
-    """The waveform (NUM_SAMPLES,) float32, its info and each beep's (start, duration) in seconds."""
+def render_audio(attr: dict, rng: np.random.Generator, shifts: list[float] | None = None
+                 ) -> tuple[np.ndarray, dict, list[tuple[float, float]]]:
+    """The waveform (NUM_SAMPLES,) float32, its info and each beep's (start, duration) in seconds.
+
+    shifts: octaves added to beep b's pitch (the events variant); the random draws do not depend on them."""
     timbre = TIMBRES[attr["shape"]]
     f0 = 200.0 * 2.0 ** (3.0 * attr["hue"] / 0.8 + rng.normal(0, 0.02))
     gain_db = -24.0 + 18.0 * attr["size"] + rng.normal(0, 1.0)
@@ -64,9 +69,11 @@ def render_audio(attr: dict, rng: np.random.Generator) -> tuple[np.ndarray, dict
         n = min(int(dur * SR), NUM_SAMPLES - start)
         beeps.append((start / SR, n / SR))
         t = np.arange(n) / SR
-        freq = f0 * 2.0 ** (glide * (t / dur - 0.5))
+        fb = f0 * 2.0 ** (shifts[b] if shifts else 0.0)
+        freq = fb * 2.0 ** (glide * (t / dur - 0.5))
         phase = (2 * np.pi * np.cumsum(freq) / SR + rng.uniform(0, 2 * np.pi)).astype(np.float32)
-        tone = weights @ np.sin(ratios * phase[None, :])
+        below = (ratios[:, 0] * fb * 2 ** max(glide, 0) < 7600).astype(np.float32)  # no partial above 7.6 kHz
+        tone = (weights * below) @ np.sin(ratios * phase[None, :])
         env = np.minimum(1.0, t / 0.008) * np.minimum(1.0, (dur - t) / 0.025) * np.exp(-_DECAY[timbre] * t)
         wave[start : start + n] += tone * env.astype(np.float32)
     wave *= np.float32(10 ** (gain_db / 20))
@@ -173,17 +180,21 @@ def lit_object(beeps: list[tuple[float, float]], t: float) -> int | None:
     return None
 
 
+def object_positions(layout: dict, t: float) -> np.ndarray:
+    """(count, 2) x, y centres (px) of the objects at time t (s): drift, reflected at the borders."""
+    lo = np.array([layout["hw"], layout["hh"]])
+    q = layout["pos"] + layout["vel"] * t
+    span = np.array([IMG, IMG]) - 2 * lo
+    return lo + np.abs(np.mod(q - lo + span, 2 * span) - span)
+
+
 def render_frame(attr: dict, layout: dict, t: float, bg: np.ndarray, rng: np.random.Generator,
                  margin: int = 0, lit: int | None = None) -> np.ndarray:
     """uint8 (IMG, IMG + 2 margin, 3) picture of the scene at time t (s); object ``lit`` drawn lit up (brighter,
     whiter and 25 % larger: the events variant's picture of its beep)."""
     img = bg.copy() * np.float32(rng.uniform(0.93, 1.07))
     shape = SHAPES[attr["shape"]]
-    lo = np.array([layout["hw"], layout["hh"]])
-    for b, (p, v) in enumerate(zip(layout["pos"], layout["vel"])):
-        q = p + v * t  # drift, reflected at the borders
-        span = np.array([IMG, IMG]) - 2 * lo
-        q = lo + np.abs(np.mod(q - lo + span, 2 * span) - span)
+    for b, q in enumerate(object_positions(layout, t)):
         grow, color = 1.0, layout["color"]
         if b == lit:
             grow, color = 1.25, color + np.float32(0.6) * (1 - color)
@@ -206,12 +217,21 @@ MP4_MARGIN = 16
 def make_clip(seed: int, index: int, num_frames: int = NUM_FRAMES, events: bool = False) -> dict:
     """Attributes, waveform (NUM_SAMPLES,) float32 and ``num_frames`` uint8 (IMG, IMG, 3) frames of clip ``index``.
 
-    events: the events variant (CAV-MAE Sync's data): object b lights up while beep b sounds, so which moment of the
-    sound goes with which frame is visible. Everything else, and every random draw, is the same clip's."""
+    events: the events variant (CAV-MAE Sync's data): object b lights up while beep b sounds, and beep b sounds
+    higher the higher object b sits in the frame (:data:`EVENT_OCTAVES` per frame height, from the middle), so which
+    moment of the sound goes with which frame can be seen and heard. Every random draw is the same clip's: the frames
+    between beeps, the beep times and the noise are the plain clip's."""
     rng = np.random.default_rng([seed, index])
     attr = draw_attributes(rng)
+    before_audio = rng.bit_generator.state
     wave, info, beeps = render_audio(attr, rng)
     layout = scene_layout(attr, rng)
+    if events:  # the same draws again, each beep at its object's pitch
+        again = np.random.default_rng()
+        again.bit_generator.state = before_audio
+        shifts = [EVENT_OCTAVES * (0.5 - object_positions(layout, start)[b, 1] / IMG) for b, (start, _) in
+                  enumerate(beeps)]
+        wave, info, beeps = render_audio(attr, again, shifts)
     bg = _background(np.random.default_rng(layout["bg_seed"]), IMG, IMG + 2 * MP4_MARGIN)
     frng = np.random.default_rng(layout["noise_seed"])
     inner = bg[:, MP4_MARGIN : MP4_MARGIN + IMG]
@@ -247,5 +267,5 @@ def write_mp4(path: str | Path, clip: dict) -> None:
             c.mux(p)
 
 
-__all__ = ["DURATION", "IMG", "MAX_COUNT", "MP4_MARGIN", "NUM_FRAMES", "SCENE_FPS", "SHAPES", "SR", "TIMBRES",
-           "draw_attributes", "frame_times", "lit_object", "make_clip", "render_audio", "render_frame", "scene_layout", "write_mp4"]
+__all__ = ["DURATION", "EVENTS", "EVENT_OCTAVES", "IMG", "MAX_COUNT", "MP4_MARGIN", "NUM_FRAMES", "SCENE_FPS", "SHAPES", "SR", "TIMBRES",
+           "draw_attributes", "frame_times", "lit_object", "make_clip", "object_positions", "render_audio", "render_frame", "scene_layout", "write_mp4"]

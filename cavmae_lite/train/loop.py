@@ -177,6 +177,8 @@ def _forward_backward(run: Run, batches) -> tuple[dict[str, float], bool]:
         batch = next(batches)
         audio = batch["audio"].to(device, non_blocking=True)
         video = batch["video"].to(device, non_blocking=True)
+        if video.dim() == 5:  # Sync, P pairs per clip: (B, P, L, F), (B, P, 3, H, W) -> B * P pairs
+            audio, video = audio.flatten(0, 1), video.flatten(0, 1)
         sync = world == 1 or micro == tc.grad_accum - 1
         with contextlib.nullcontext() if sync else run.ddp_model.no_sync():
             with autocast(run.amp, device):
