@@ -32,6 +32,7 @@ lab: data
 zoo: data
 	$(PYTHON) -m cavmae_lite.cli zoo build --name tiny
 	$(PYTHON) -m cavmae_lite.cli zoo build --name tiny-mask75
+	$(PYTHON) -m cavmae_lite.cli zoo build --name tiny-sync
 	$(PYTHON) scripts/paste_recipe_table.py
 
 # Unit tests, then every notebook executed by nbmake in fast mode (small data, few steps), with the quizzes'

@@ -19,6 +19,7 @@ EXPECTED = [
     "06_train_small_subset",
     "07_downstream",
     "08_your_own_video_and_official_weights",
+    "09_cavmae_sync",
 ]
 PATHS = sorted(NOTEBOOKS.glob("*.ipynb"))
 

@@ -22,7 +22,7 @@ def test_table_reads_the_cards_and_the_tradeoff():
     table = recipes.recipe_table(ROWS)
     lines = table.splitlines()
     assert len(lines) == 2 + len(recipes.ROWS) and all(line.count("|") == 7 for line in lines)
-    for name in zoo.MODELS:
+    for name in (zoo.NAME, zoo.MASK75):  # the CAV-MAE models (the table compares CAV-MAE recipes)
         m = zoo.read_card(name=name)["metrics"]
         assert f"{m['retrieval']['a2v']['r1']:.3f} / {m['retrieval']['v2a']['r1']:.3f}" in table
     mask_row = next(line for line in lines if line.startswith("| mask ratio"))

@@ -12,6 +12,7 @@ Contents
   contrastive    similarity_matrix, plot_similarity, softmax_with_temperature, plot_temperature,
                  pca_2d, plot_embedding_map
   training       plot_loss_curves, plot_masking_tradeoff
+  sync           plot_clip_moments, plot_segment_cut, plot_frame_similarity (CAV-MAE Sync, notebook 09)
   attention      attention_weights, capture_attention (hook on one block), plot_frame_map (per-patch values)
   listening      fbank_to_waveform (approximate inversion: inverse mel + Griffin-Lim)
   helpers        to_numpy (tensor -> float32 array), figure_and_axes (the given ax or a new figure),
@@ -20,7 +21,8 @@ Contents
 
 Modules: architecture (the model as boxes and arrows), grids (patch grid, frames, colours), audio (waveform,
 fbank, listening), masks (masking and reconstructions), similarity (similarity matrix, temperature), embeddings
-(PCA map), curves (training curves), attention (attention weights, maps over a frame).
+(PCA map), curves (training curves), attention (attention weights, maps over a frame), sync (CAV-MAE Sync's
+moments, segment cut and frame-by-segment similarities).
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ from .masks import (
     reconstruct,
 )
 from .similarity import plot_similarity, plot_temperature, similarity_matrix, softmax_with_temperature
+from .sync import plot_clip_moments, plot_frame_similarity, plot_segment_cut
 
 __all__ = [
     "FBANK_MEAN",
@@ -88,6 +91,9 @@ __all__ = [
     "plot_masking",
     "plot_multistream",
     "plot_reconstruction",
+    "plot_clip_moments",
+    "plot_frame_similarity",
+    "plot_segment_cut",
     "plot_similarity",
     "plot_temperature",
     "plot_waveform",
