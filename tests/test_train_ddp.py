@@ -30,13 +30,14 @@ def _inputs(config):
     return audio, video, noise_a, noise_v
 
 
-def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
+def _worker(rank: int, world: int, port: int, out_dir: str, work=None) -> None:
+    """One gloo process: ``work(rank, world, out_dir)`` (default: this file's) between init and teardown."""
     sys.path.insert(0, str(ROOT))
     torch.set_num_threads(1)
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
-        _ranked_work(rank, world, out_dir)  # its DDP wrapper and buffers are freed on return
+        (work or _ranked_work)(rank, world, out_dir)  # its DDP wrapper and buffers are freed on return
         dist.barrier()  # no rank tears gloo down while another still talks to it
     finally:
         dist.destroy_process_group()

@@ -3,8 +3,6 @@ and the training loop, fed two (frame, segment) pairs per clip, keeps every rank
 
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 
 import torch
@@ -12,7 +10,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.utils.data import Dataset
 
-from tests.test_train_ddp import ROOT, _free_port
+from tests.test_train_ddp import _free_port, _worker
 
 B = 4
 
@@ -48,18 +46,6 @@ def _inputs(config):
             torch.randn(2 * B, 3, config.img_size, config.img_size, generator=g))
 
 
-def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
-    sys.path.insert(0, str(ROOT))
-    torch.set_num_threads(1)
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world)
-    try:
-        _ranked_work(rank, world, out_dir)
-        dist.barrier()
-    finally:
-        dist.destroy_process_group()
-
-
 def _ranked_work(rank: int, world: int, out_dir: str) -> None:
     from cavmae_lite import CAVMAESync
     from cavmae_lite.train import pretrain
@@ -82,7 +68,7 @@ def _ranked_work(rank: int, world: int, out_dir: str) -> None:
 
 
 def test_sync_under_ddp_matches_one_process_and_trains_in_step(tmp_path):
-    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path), _ranked_work), nprocs=2, join=True)
     got = torch.load(tmp_path / "ddp.pt", weights_only=True)
     assert got["ranks_agree"] and got["step"] == 3 and got["type"] == "CAVMAESync"
     from cavmae_lite import CAVMAESync
