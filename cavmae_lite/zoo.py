@@ -13,7 +13,7 @@ every reconstruction picture at 75 % (notebooks 04, 06, 08, the README figure, `
 Beside them ``tiny-sync`` (:data:`SYNC`), a tiny CAV-MAE Sync trained on the events variant of the synthetic data
 (object b lights up while beep b sounds, 16 frames a clip) for notebook 09, with the same budget as ``tiny``.
 
-Each is built by ``cavmae-lite zoo build --name NAME`` (``make zoo`` builds both) with its recorded :func:`recipe` —
+Each is built by ``cavmae-lite zoo build --name NAME`` (``make zoo`` builds all three) with its recorded :func:`recipe` —
 ``CAVMAEConfig.tiny()`` with the :data:`MODELS` size overrides, ``TrainConfig.preset("tiny")`` with its build
 settings, on the train split of the default data — then evaluated on the 600 test pairs, and written as fp16
 weights (``<name>.safetensors``: no pickle; the model config it was trained with in its metadata) with a JSON card
@@ -64,7 +64,7 @@ BUILD_TRAIN: dict[str, Any] = {"max_steps": 5000, "warmup_steps": 100, "log_ever
 BUILD_TRAIN_MASK75: dict[str, Any] = {"max_steps": 3000, "warmup_steps": 100, "log_every": 25,
                                       "contrast_temperature": None, "mask_ratio_a": 0.75, "mask_ratio_v": 0.75}
 MODEL_MASK75: dict[str, Any] = {"patch_size": 8, "decoder_depth": 1, "norm_pix_loss": False}
-# The Sync model: TrainConfig.preset("sync-tiny") (the tiny recipe, 4 moments of each clip per step) for the
+# The Sync model: TrainConfig.preset("sync-tiny") (the tiny recipe, one pair of each clip per step) for the
 # retrieval model's budget, 5,000 steps of 128 pairs.
 BUILD_TRAIN_SYNC: dict[str, Any] = {"max_steps": 5000, "warmup_steps": 100, "log_every": 25}
 # name -> (TrainConfig.preset("tiny") overrides, CAVMAEConfig.tiny() overrides); SYNC: the "sync-tiny" preset and
@@ -154,12 +154,8 @@ def card_is_current(card: dict[str, Any]) -> bool:
     return name in MODELS and card.get("recipe_key") == recipe_key(name)
 
 
-def pretrained_tiny_info(device: str | torch.device = "cpu", directory: str | Path | None = None,
-                         mask_ratio: float | None = None) -> tuple[CAVMAE, dict[str, Any]]:
-    """A shipped tutorial model (fp32, eval mode) and its card (with ``path`` added). Warns when stale.
-
-    mask_ratio: None or 0.3, the retrieval model (``tiny``); 0.75, the reconstruction model (``tiny-mask75``)."""
-    name = name_for(mask_ratio)
+def _load_shipped(name: str, device: str | torch.device, directory: str | Path | None):
+    """Shipped model ``name`` (fp32, eval mode) and its card (with ``path`` added); warns when the card is stale."""
     path = weights_path(directory, name)
     if not path.is_file():
         raise FileNotFoundError(f"the tutorial model {path} is missing: build it with `make zoo` "
@@ -169,8 +165,16 @@ def pretrained_tiny_info(device: str | torch.device = "cpu", directory: str | Pa
     if not card_is_current(card):
         warnings.warn(f"{path.name} was trained with another recipe or data generator than this code's "
                       f"(card {card.get('recipe_key')}, code {recipe_key(name)}): run `make zoo` to rebuild it",
-                      stacklevel=2)
+                      stacklevel=3)
     return model.to(device).eval(), {**card, "path": path}
+
+
+def pretrained_tiny_info(device: str | torch.device = "cpu", directory: str | Path | None = None,
+                         mask_ratio: float | None = None) -> tuple[CAVMAE, dict[str, Any]]:
+    """A shipped tutorial model (fp32, eval mode) and its card (with ``path`` added). Warns when stale.
+
+    mask_ratio: None or 0.3, the retrieval model (``tiny``); 0.75, the reconstruction model (``tiny-mask75``)."""
+    return _load_shipped(name_for(mask_ratio), device, directory)
 
 
 def pretrained_tiny(device: str | torch.device = "cpu", directory: str | Path | None = None,
@@ -184,15 +188,7 @@ def pretrained_tiny(device: str | torch.device = "cpu", directory: str | Path | 
 
 def pretrained_tiny_sync_info(device: str | torch.device = "cpu", directory: str | Path | None = None):
     """The shipped tiny CAV-MAE Sync (fp32, eval mode) and its card (with ``path``). Warns when stale."""
-    path = weights_path(directory, SYNC)
-    if not path.is_file():
-        raise FileNotFoundError(f"the tutorial model {path} is missing: build it with `cavmae-lite zoo build --name "
-                                f"{SYNC}`")
-    model, card = load_pretrained(path), read_card(directory, SYNC)
-    if not card_is_current(card):
-        warnings.warn(f"{path.name} was trained with another recipe or data generator than this code's "
-                      f"(card {card.get('recipe_key')}, code {recipe_key(SYNC)}): rebuild it", stacklevel=2)
-    return model.to(device).eval(), {**card, "path": path}
+    return _load_shipped(SYNC, device, directory)
 
 
 def pretrained_tiny_sync(device: str | torch.device = "cpu", directory: str | Path | None = None):
