@@ -138,9 +138,9 @@ def test_vit_b_layout_fits_base_and_explains_the_tiny_mismatch():
     base = _official_base_shapes()  # the released CAV-MAE's tensors, in our names
     assert {k: tuple(v.shape) for k, v in ours.items()} == {k: base[k] for k in ours}
     assert set(base) - set(ours) == _fresh_keys(CAVMAEConfig.base())
-    with pytest.raises(CheckpointError, match=r"width 768, 12 encoder blocks.*does not fit.*width 192") as e:
+    with pytest.raises(CheckpointError, match=r"width 768, 12 encoder blocks.*does not fit.*width 128") as e:
         adapt_mae_state_dict(vit_b, CAVMAEConfig.tiny())
-    assert "--config base" in str(e.value) and "embed_dim: checkpoint 768 vs config 192" in str(e.value)
+    assert "--config base" in str(e.value) and "embed_dim: checkpoint 768 vs config 128" in str(e.value)
     with pytest.raises(CheckpointError, match="depth: checkpoint 12 vs config 11"):
         adapt_mae_state_dict(vit_b, CAVMAEConfig.base(modality_specific_depth=10))
 

@@ -112,6 +112,10 @@ def test_default_dir_and_ensure(tmp_path, monkeypatch):
     assert len(ds) == 2 and ds.source == "cache"
     stamp = (p / "manifest.json").stat().st_mtime_ns
     assert S.ensure_default_dataset(p) == p and (p / "manifest.json").stat().st_mtime_ns == stamp
+    monkeypatch.setattr(S, "FULL_SIZES", (5, 1, 2))  # the default grew: the old set is kept, with a warning
+    with pytest.warns(UserWarning, match="has 4 training clips, the default set now 5"):
+        assert S.ensure_default_dataset(p) == p
+    assert (p / "manifest.json").stat().st_mtime_ns == stamp
     assert torch.isfinite(ds[0]["audio"]).all()
     # a set from an older generator is rebuilt in place; a foreign dataset is left alone
     info = json.loads((p / "synthetic.json").read_text())
@@ -126,7 +130,7 @@ def test_default_dir_and_ensure(tmp_path, monkeypatch):
 
 def test_a_smaller_set_is_the_full_set_split_by_split(tmp_path, monkeypatch):
     """The fast set's test clips are the full set's first test clips (never clips the shipped model trained on)."""
-    monkeypatch.setattr(S, "FULL_SIZES", (6, 2, 4))
+    monkeypatch.setattr(S, "BLOCK_SIZES", (6, 2, 4))
     assert S.first_indices(3, 1) == S.first_indices(6, 2) == {"train": 0, "val": 6, "test": 8}
     assert S.first_indices(10, 1) == {"train": 0, "val": 6, "test": 8}  # a larger train split moves nothing
     # ... its extra clips continue after the full test block: no extra train clip is a val or test clip

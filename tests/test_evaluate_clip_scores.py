@@ -63,6 +63,6 @@ def test_sync_retrieval_report_on_a_pair_dataset(tmp_path):
 
     cav = CAVMAE(CAVMAEConfig.tiny(modality_specific_depth=1, decoder_depth=1))  # whole 256-frame clips
     a, v = pair_embeddings(cav, ds, device="cpu", clip_audio=True)
-    assert a.shape == v.shape == (3, 16, 192) and torch.equal(a[:, 0], a[:, 15])
+    assert a.shape == v.shape == (3, 16, cav.config.embed_dim) and torch.equal(a[:, 0], a[:, 15])
     with pytest.raises(ValueError, match="retrieval"):
         pair_embeddings(cav, load_pair_dataset(out, c, split="test", mode="eval", cache=False), device="cpu")

@@ -180,8 +180,10 @@ def test_lr_schedules():
 def test_load_pretrained_accepts_official_keys(tmp_path):
     model = CAVMAE(CAVMAEConfig.tiny())
     torch.save({"module." + k: v for k, v in to_official_state_dict(model).items()}, tmp_path / "official.pth")
-    loaded = load_pretrained(tmp_path / "official.pth")
-    assert _same_weights(model, loaded)
+    with pytest.raises(CheckpointError, match="cannot tell the number of attention heads"):  # width 128, 12 heads?
+        load_pretrained(tmp_path / "official.pth")
+    loaded = load_pretrained(tmp_path / "official.pth", num_heads=2, decoder_num_heads=4, num_mel_bins=64)  # not in it
+    assert _same_weights(model, loaded) and loaded.config == model.config
 
 
 def test_train_config_roundtrip():

@@ -47,8 +47,9 @@ def test_figure_labels_the_real_shapes_and_modules(model, tiny):
     audio, video = _batch(tiny)
     fig = viz.plot_multistream(model, audio, video, 0.75, seed=0)
     text = "\n".join(_texts(fig))
-    for shape in [(2, 16, 192), (2, 9, 192), (2, 25, 192), (2, 64, 256), (2, 36, 768), (2, 192),
-                  (2, tiny.audio_length, tiny.num_mel_bins), (2, 64, 192), (2, 36, 192)]:
+    D = tiny.embed_dim
+    for shape in [(2, 16, D), (2, 9, D), (2, 25, D), (2, 64, 256), (2, 36, 768), (2, D),
+                  (2, tiny.audio_length, tiny.num_mel_bins), (2, 64, D), (2, 36, D)]:
         assert str(shape) in text, f"{shape} is not on any arrow"
     assert f"{tiny.modality_specific_depth} blocks" in text and "joint_blocks (1 block)" in text
     assert "run 3 times" in text and "norm_joint" in text and "norm_audio" in text
@@ -64,7 +65,8 @@ def test_skipped_streams_are_drawn_without_shapes(model, tiny):
     assert s["calls"] == {"audio": 0, "joint": 1, "video": 0}
     assert "c_a" not in s and "audio_stream" not in s and s["x"] == (1, 25, tiny.embed_dim)
     text = "\n".join(_texts(viz.plot_multistream(av_mae, audio, video)))
-    assert "run 1 time in" in text and str((2, 16, 192)) in text and str((2, 192)) not in text
+    D = tiny.embed_dim
+    assert "run 1 time in" in text and str((2, 16, D)) in text and str((2, D)) not in text
 
 
 def test_needs_modality_specific_blocks(tiny):

@@ -199,6 +199,7 @@ def test_training_data_extends_the_train_split_and_keeps_val_and_test(tmp_path, 
     from cavmae_lite.data import make_synthetic
 
     monkeypatch.setattr(S, "FULL_SIZES", (4, 1, 2))
+    monkeypatch.setattr(S, "BLOCK_SIZES", (4, 1, 2))
     monkeypatch.setitem(zoo.DATA_SIZES, zoo.NAME, (6, 1, 2))
     monkeypatch.setattr(S, "default_data_dir", lambda: tmp_path / "synthetic")
     got = zoo.training_data(zoo.NAME, progress=False)

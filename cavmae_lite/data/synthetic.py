@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import warnings
 from pathlib import Path
 
 from .manifest import write_labels, write_manifest
@@ -54,7 +55,12 @@ from .synthetic_clip import (
 )
 
 GENERATOR = "cavmae-lite synthetic v2"  # bump when the bytes change: ensure_default_dataset rebuilds
-FULL_SIZES = (3000, 300, 600)
+# The generator numbers its clips in blocks: train 0-2,999, val 3,000-3,299, test 3,300-3,899, further train clips
+# after that (first_indices, train_index). Any set drawn from it, of any size, so has the same val and test clips.
+BLOCK_SIZES = (3000, 300, 600)
+# The default set: 15,000 train clips. On 3,000 the ten-minute recipe and the retrieval model learn the training
+# pairs better than held-out ones (docs/training.md); val and test are the blocks' clips.
+FULL_SIZES = (15000, 300, 600)
 FAST_SIZES = (480, 60, 120)
 SPLIT_NAMES = ("train", "val", "test")
 CLIPS_PER_JOB = 50
@@ -94,19 +100,20 @@ def class_mids() -> tuple[list[str], list[str]]:
 
 
 def first_indices(num_train: int, num_val: int) -> dict[str, int]:
-    """Generator index of each split's first clip: train from 0, val after the full train split, test after the full
-    val split (or after a larger val split). A smaller set (the fast one) is so a subset of the full set split by split:
-    its test clips are full-set test clips, never clips the shipped model was trained on. A train split larger than
-    the full one continues after the test block (:func:`train_index`), so val and test stay the same clips."""
-    val = FULL_SIZES[0]
-    return {"train": 0, "val": val, "test": val + max(num_val, FULL_SIZES[1])}
+    """Generator index of each split's first clip: train from 0, val after the train block (``BLOCK_SIZES``), test
+    after the val block (or after a larger val split). A smaller set (the fast one) is so a subset of a larger one
+    split by split: its test clips are the default set's test clips, never clips a shipped model was trained on. A
+    train split larger than the train block continues after the test block (:func:`train_index`), so val and test
+    stay the same clips."""
+    val = BLOCK_SIZES[0]
+    return {"train": 0, "val": val, "test": val + max(num_val, BLOCK_SIZES[1])}
 
 
 def train_index(k: int, num_val: int, num_test: int) -> int:
-    """Generator index of train clip ``k``: ``k`` within the full train split; beyond it, after the test block."""
-    if k < FULL_SIZES[0]:
+    """Generator index of train clip ``k``: ``k`` within the train block; beyond it, after the test block."""
+    if k < BLOCK_SIZES[0]:
         return k
-    return first_indices(k, num_val)["test"] + max(num_test, FULL_SIZES[2]) + k - FULL_SIZES[0]
+    return first_indices(k, num_val)["test"] + max(num_test, BLOCK_SIZES[2]) + k - BLOCK_SIZES[0]
 
 
 def plan_clips(num_train: int, num_val: int, num_test: int, only: str | None = None,
@@ -205,7 +212,7 @@ def make_synthetic(
                           unit="clip", progress=progress, sizes=[len(job[3]) for job in jobs])
     info = {"generator": GENERATOR, "seed": seed, "splits": {"train": num_train, "val": num_val, "test": num_test},
             "first_index": first_indices(num_train, num_val),
-            "train_beyond_full_from": train_index(FULL_SIZES[0], num_val, num_test),
+            "train_beyond_full_from": train_index(BLOCK_SIZES[0], num_val, num_test),
             "only": only, "events": EVENTS if events else False,
             "num_frames": num_frames, "eval_frame": num_frames // 2, "img_size": IMG, "sample_rate": SR,
             "duration_s": DURATION, "label": "shape x count", "mp4": sorted(mp4_ids)}
@@ -233,7 +240,8 @@ def default_data_dir() -> Path:
 def ensure_default_dataset(path: str | Path | None = None, cache: bool = True, quiet: bool = True) -> Path:
     """Build the default synthetic dataset at ``path`` (default :func:`default_data_dir`) if it is missing.
 
-    Full size: 3000 / 300 / 600 clips (train / val / test); with ``CAVMAE_FAST=1``: 480 / 60 / 120.
+    Full size: 15,000 / 300 / 600 clips (train / val / test; 4.2 GB with the cache); with ``CAVMAE_FAST=1``:
+    480 / 60 / 120. A set with fewer train clips (made before the default grew) is used as it is, with a warning.
     A set made by an older generator version (``synthetic.json``) is rebuilt; a folder holding some other
     dataset (a manifest but no ``synthetic.json``) is used as is; a non-empty folder without a manifest is an
     error (never deleted). With ``cache`` it also builds the tiny-config cache. Returns the dataset folder.
@@ -261,6 +269,10 @@ def ensure_default_dataset(path: str | Path | None = None, cache: bool = True, q
             out.rename(old)
         new.rename(out)
         shutil.rmtree(old, ignore_errors=True)
+    elif not fast_mode() and info.get("splits", {}).get("train", FULL_SIZES[0]) < FULL_SIZES[0]:
+        warnings.warn(f"{out} has {info['splits']['train']:,} training clips, the default set now {FULL_SIZES[0]:,}: "
+                      "the ten-minute recipe's numbers are for the larger set. Rebuild it with `cavmae-lite make-data "
+                      f"synthetic {out} --cache --force` (val and test stay the same clips)", stacklevel=2)
     if cache:
         from ..config import CAVMAEConfig
         from .cache import build_cache, open_cache
@@ -301,6 +313,6 @@ def frame_events(data_dir: str | Path, video_ids: list[str], num_frames: int) ->
     return out
 
 
-__all__ = ["FAST_SIZES", "FULL_SIZES", "GENERATOR", "MAX_COUNT", "NUM_FRAMES", "SHAPES", "TIMBRES", "class_mids",
+__all__ = ["BLOCK_SIZES", "FAST_SIZES", "FULL_SIZES", "GENERATOR", "MAX_COUNT", "NUM_FRAMES", "SHAPES", "TIMBRES", "class_mids",
            "default_data_dir", "draw_attributes", "ensure_default_dataset", "fast_mode", "first_indices", "frame_events", "make_clip",
            "make_synthetic", "plan_clips", "train_index"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
 
 import matplotlib.pyplot as plt
@@ -60,15 +61,24 @@ def plot_loss_curves(history: Iterable[dict] | dict[str, Sequence[float]], axes=
 # ---------------------------------------------------------------------------------------------------------
 
 
+def _variant_name(model: str, sweep: str) -> str:
+    """A star's legend name: "today's tiny preset", or its settings beyond the sweep's (e.g. "norm_pix_loss=False")."""
+    if model == "preset":
+        return "today's tiny preset"
+    extra = sorted(set(model.split(", ")) - set(sweep.split(", ")))
+    return ", ".join(extra) or model
+
+
 def plot_masking_tradeoff(rows: Sequence[dict], pool: int = 600, path: str | None = None):
     """Training mask ratio against retrieval R@1 (left) and the 75 % reconstruction error over its baseline (right).
 
     rows: ``bench_masking.py`` rows (mask_ratio, model, steps, minutes, a2v_r1, v2a_r1, mse_ratio_a, mse_ratio_v);
-    the tiny preset's (``model == "preset"``) are joined by lines, other models are stars named in the legend."""
+    the sweep (the model with the most rows) is joined by lines, other models are stars named in the legend."""
     if not rows:
         raise ValueError("no trade-off rows to plot: run benchmarks/bench_masking.py first")
-    preset = sorted((r for r in rows if r["model"] == "preset"), key=lambda r: r["mask_ratio"])
-    others = [r for r in rows if r["model"] != "preset"]
+    sweep = Counter(r["model"] for r in rows).most_common(1)[0][0]
+    preset = sorted((r for r in rows if r["model"] == sweep), key=lambda r: r["mask_ratio"])
+    others = [r for r in rows if r["model"] != sweep]
     x = [r["mask_ratio"] for r in preset]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained")
     ax1.plot(x, [r["a2v_r1"] for r in preset], "o-", label="audio → video")
@@ -76,9 +86,10 @@ def plot_masking_tradeoff(rows: Sequence[dict], pool: int = 600, path: str | Non
     ax2.plot(x, [r["mse_ratio_a"] for r in preset], "o-", label="audio")
     ax2.plot(x, [r["mse_ratio_v"] for r in preset], "s-", label="video")
     for r in others:
-        ax1.plot([r["mask_ratio"]] * 2, [r["a2v_r1"], r["v2a_r1"]], "k*", ms=9, label=f"{r['model']} (both ways)")
-        ax2.plot([r["mask_ratio"]], [r["mse_ratio_a"]], "C0*", ms=11, label=f"audio, {r['model']}")
-        ax2.plot([r["mask_ratio"]], [r["mse_ratio_v"]], "C1*", ms=11, label=f"video, {r['model']}")
+        name = _variant_name(r["model"], sweep)
+        ax1.plot([r["mask_ratio"]] * 2, [r["a2v_r1"], r["v2a_r1"]], "*", ms=9, label=f"{name} (both ways)")
+        ax2.plot([r["mask_ratio"]], [r["mse_ratio_a"]], "C0*", ms=11, label=f"audio, {name}")
+        ax2.plot([r["mask_ratio"]], [r["mse_ratio_v"]], "C1*", ms=11, label=f"video, {name}")
     ax1.axhline(1 / pool, color="grey", ls=":", label=f"chance (1/{pool})")
     ax1.set(xlabel="training mask ratio (both modalities)", ylabel=f"R@1 on {pool} test pairs",
             title="retrieval after equal CPU minutes", ylim=(0, None))
@@ -88,8 +99,9 @@ def plot_masking_tradeoff(rows: Sequence[dict], pool: int = 600, path: str | Non
     ax1.legend(fontsize=8)
     ax2.legend(fontsize=8)
     minutes = sorted({round(r["minutes"]) for r in rows})
-    fig.suptitle(f"tiny preset (lines) and variants (stars), {', '.join(map(str, minutes))} CPU minutes per run "
-                 f"(steps: {', '.join(str(r['steps']) for r in preset + others)})", fontsize=10)
+    steps = ", ".join(str(r["steps"]) for r in preset + others)
+    fig.suptitle(f"lines: {'the tiny preset' if sweep == 'preset' else 'tiny with ' + sweep}; stars: the variants. "
+                 f"{', '.join(map(str, minutes))} CPU minutes per run\n(steps: {steps})", fontsize=9)
     if path:
         fig.savefig(path, dpi=110)
     return fig
