@@ -49,15 +49,16 @@ def measure(ratios: list[float], minutes: float, data: str | None, model_sets: d
     return rows
 
 
-def from_json(paths: list[str]) -> list[dict]:
-    """Rows from ``bench_learning.py --json`` files whose ``--train`` set one mask ratio for both modalities."""
+def from_json(paths: list[str], minutes: float = 10.0) -> list[dict]:
+    """Rows from ``bench_learning.py --json`` files whose ``--train`` set one mask ratio for both modalities: their
+    runs of a ``minutes`` budget (a file may hold several budgets, e.g. ``--minutes 2 5 10``)."""
     rows = []
     for path in paths:
         d = json.loads(Path(path).read_text())
         ra, rv = d["train"].get("mask_ratio_a"), d["train"].get("mask_ratio_v")
         if ra is None or ra != rv:
             raise ValueError(f"{path}: expected one --train mask_ratio_a = mask_ratio_v, got {ra} / {rv}")
-        rows += [row_of(run, ra, d.get("model")) for run in d["runs"]]
+        rows += [row_of(run, ra, d.get("model")) for run in d["runs"] if round(run["minutes"]) == round(minutes)]
     return sorted(rows, key=lambda r: (r["model"] != "preset", r["model"], r["mask_ratio"]))
 
 
@@ -73,7 +74,8 @@ def plot(rows: list[dict], path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--ratios", type=float, nargs="+", default=[0.15, 0.3, 0.5, 0.75])
-    p.add_argument("--minutes", type=float, default=10.0, help="CPU minutes per ratio (default 10)")
+    p.add_argument("--minutes", type=float, default=10.0, help="CPU minutes per ratio (default 10; with --from-json: "
+                   "the budget whose runs are taken)")
     p.add_argument("--data", help="dataset folder (default: the default synthetic data)")
     p.add_argument("--model", nargs="*", default=[], metavar="K=V",
                    help="CAVMAEConfig.tiny() overrides for every ratio (e.g. norm_pix_loss=false)")
@@ -82,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     from bench_learning import parse_sets
 
-    rows = (from_json(args.from_json) if args.from_json
+    rows = (from_json(args.from_json, args.minutes) if args.from_json
             else measure(args.ratios, args.minutes, args.data, parse_sets(args.model)))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
