@@ -68,3 +68,20 @@ def test_plot_masking_tradeoff(tmp_path):
     assert SWEEP in fig._suptitle.get_text()
     with pytest.raises(ValueError, match="bench_masking"):
         plot_masking_tradeoff([])
+
+
+def test_committed_tradeoff_is_its_sources(tmp_path):
+    """benchmarks/results/masking.json is what bench_masking --from-json makes of the committed runs: the sweep's
+    files and the ten-minute recipe's 10-minute run (its file also holds 2 and 5 minutes, which are left out)."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from bench_masking import from_json
+
+    results = ROOT / "benchmarks" / "results"
+    sources = sorted(results.glob("tradeoff_*.json")) + [results / "nonorm75.json", results / "ten_minute.json"]
+    rows = from_json([str(p) for p in sources])
+    assert sorted(map(json.dumps, rows)) == sorted(map(json.dumps, recipes.load_tradeoff()))
+    preset = [r for r in rows if r["model"] == "preset"]
+    assert len(preset) == 1 and round(preset[0]["minutes"]) == 10
+    assert [round(r["minutes"]) for r in from_json([str(results / "ten_minute.json")], minutes=5)] == [5]
