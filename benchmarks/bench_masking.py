@@ -24,7 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 def variant_name(model_sets: dict) -> str:
     """"preset" for the tiny preset's model, else its overrides (e.g. "norm_pix_loss=False")."""
-    return ", ".join(f"{k}={v}" for k, v in sorted(model_sets.items())) or "preset"
+    from cavmae_lite.tutorial.recipes import variant_label
+
+    return variant_label(model_sets)
 
 
 def row_of(run: dict, ratio: float, model_sets: dict | None = None) -> dict:

@@ -40,13 +40,14 @@ def load_tradeoff(path: str | Path | None = None) -> list[dict[str, Any]]:
 
 
 # The masking sweep's model: the tiny preset's sizes when it was measured, the shipped models' (SHIPPED_TINY); its
-# no-norm_pix_loss star; "preset" rows are today's ten-minute recipe. Labels as bench_masking.py writes them.
-def _label(sets: dict[str, Any]) -> str:
+# no-norm_pix_loss star; "preset" rows are today's ten-minute recipe.
+def variant_label(sets: dict[str, Any]) -> str:
+    """A trade-off row's model: "preset" for the tiny preset, else its overrides ("k=v, ..." sorted by name)."""
     return ", ".join(f"{k}={v}" for k, v in sorted(sets.items())) or "preset"
 
 
-SWEEP = _label(SHIPPED_TINY)
-SWEEP_NONORM = _label({**SHIPPED_TINY, "norm_pix_loss": False})
+SWEEP = variant_label(SHIPPED_TINY)
+SWEEP_NONORM = variant_label({**SHIPPED_TINY, "norm_pix_loss": False})
 
 
 def _row(tradeoff: list[dict[str, Any]], ratio: float, model: str = "preset") -> dict[str, Any] | None:
